@@ -1,0 +1,40 @@
+// Package testenv holds the helpers that decide whether a privileged test
+// may run here: it skips with a reason, or fails under KILLSWITCH_TEST_STRICT=1
+// (CI sets it), so that a missing privilege never passes silently in CI.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Strict reports whether skips must become failures.
+func Strict() bool { return os.Getenv("KILLSWITCH_TEST_STRICT") == "1" }
+
+// Skip skips the test with why, or fails it in strict mode.
+func Skip(t testing.TB, why string) {
+	t.Helper()
+	if Strict() {
+		t.Fatalf("KILLSWITCH_TEST_STRICT=1 forbids skipping: %s", why)
+	}
+	t.Skip(why)
+}
+
+// RequireRoot skips (or fails in strict mode) unless running as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root (fanotify permission events, signals to other processes)")
+	}
+}
+
+// RequireTool skips (or fails in strict mode) unless name is on PATH.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(t, name+" is not installed")
+	}
+	return p
+}
