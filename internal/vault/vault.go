@@ -1,0 +1,436 @@
+// Package vault keeps every version of every protected file that the
+// guard has seen: content-addressed, deduplicated, zstd-compressed blobs
+// plus an SQLite index of versions and incidents.
+//
+// Crash safety comes from ordering: a blob is complete on disk (written to
+// a temporary name, then renamed) before the index row that names it is
+// committed, and the index is an SQLite database in WAL mode. A process
+// killed at any moment leaves at worst an orphan blob, which Check reports
+// and Prune removes. The on-disk format is described in docs/vault-format.md.
+package vault
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+// ErrCorrupt is wrapped by every error about damaged vault content.
+var ErrCorrupt = errors.New("vault: corrupt")
+
+// ErrNotFound is returned when a blob or version does not exist.
+var ErrNotFound = errors.New("vault: not found")
+
+// Kind says what a version row records.
+type Kind string
+
+// Version kinds.
+const (
+	Content Kind = "content" // Hash holds the file's bytes
+	Deleted Kind = "deleted"
+	Moved   Kind = "moved" // the file left Path for NewPath
+)
+
+// Version is one index row.
+type Version struct {
+	ID      int64
+	Path    string
+	Time    time.Time // when the guard recorded it
+	Kind    Kind
+	Hash    string // hex sha256 of the plaintext (Content)
+	Size    int64
+	Mode    os.FileMode
+	UID     int
+	GID     int
+	MTime   time.Time
+	Actor   string // pid@start of the writer, "" for baseline and catch-up
+	Exe     string
+	NewPath string // for Moved
+	Reason  string // baseline, close-write, catch-up, rename, restore
+}
+
+// Vault is safe for concurrent use.
+type Vault struct {
+	dir string
+	db  *sql.DB
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+	mu  sync.Mutex // serialises index writes (SQLite has one writer anyway)
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS versions (
+	id INTEGER PRIMARY KEY,
+	path TEXT NOT NULL,
+	time INTEGER NOT NULL,
+	kind TEXT NOT NULL,
+	hash TEXT,
+	size INTEGER NOT NULL DEFAULT 0,
+	mode INTEGER NOT NULL DEFAULT 0,
+	uid INTEGER NOT NULL DEFAULT 0,
+	gid INTEGER NOT NULL DEFAULT 0,
+	mtime INTEGER NOT NULL DEFAULT 0,
+	actor TEXT NOT NULL DEFAULT '',
+	exe TEXT NOT NULL DEFAULT '',
+	new_path TEXT NOT NULL DEFAULT '',
+	reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS versions_path_time ON versions(path, time);
+CREATE INDEX IF NOT EXISTS versions_hash ON versions(hash);
+CREATE TABLE IF NOT EXISTS incidents (
+	id TEXT PRIMARY KEY,
+	opened INTEGER NOT NULL,
+	state TEXT NOT NULL,
+	body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+INSERT OR IGNORE INTO meta(k, v) VALUES ('format', 'killswitch-vault-1');
+`
+
+// Open opens or creates a vault in dir.
+func Open(dir string) (*Vault, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "blobs"), filepath.Join(dir, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+	}
+	dsn := "file:" + filepath.Join(dir, "index.db") +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("vault index: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("vault index %s: %w", dir, errors.Join(ErrCorrupt, err))
+	}
+	var format string
+	if err := db.QueryRow(`SELECT v FROM meta WHERE k='format'`).Scan(&format); err != nil || format != "killswitch-vault-1" {
+		db.Close()
+		return nil, fmt.Errorf("vault %s: %w: unknown format %q", dir, ErrCorrupt, format)
+	}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxMemory(1<<34))
+	return &Vault{dir: dir, db: db, enc: enc, dec: dec}, nil
+}
+
+// Dir is the vault's directory.
+func (v *Vault) Dir() string { return v.dir }
+
+// Close closes the index.
+func (v *Vault) Close() error {
+	v.dec.Close()
+	return v.db.Close()
+}
+
+func (v *Vault) blobPath(hash string) string {
+	return filepath.Join(v.dir, "blobs", hash[:2], hash)
+}
+
+// validHash guards every path built from a hash read from the index.
+func validHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// smallFile is read whole into memory; larger files stream through a temp file.
+const smallFile = 8 << 20
+
+// StoreBlob stores the content read from r (size bytes expected, -1 if
+// unknown) and returns its hash. Existing blobs are not rewritten.
+func (v *Vault) StoreBlob(r io.Reader, size int64) (hash string, n int64, err error) {
+	if size >= 0 && size <= smallFile {
+		buf := bytes.NewBuffer(make([]byte, 0, size+1))
+		n, err = io.Copy(buf, r)
+		if err != nil {
+			return "", n, fmt.Errorf("vault: read: %w", err)
+		}
+		sum := sha256.Sum256(buf.Bytes())
+		hash = hex.EncodeToString(sum[:])
+		if _, err := os.Stat(v.blobPath(hash)); err == nil {
+			return hash, n, nil
+		}
+		return hash, n, v.writeBlob(hash, func(w io.Writer) error {
+			_, err := w.Write(v.enc.EncodeAll(buf.Bytes(), nil))
+			return err
+		})
+	}
+	// Large: compress to a temp file while hashing, then name it.
+	tmp, err := os.CreateTemp(filepath.Join(v.dir, "tmp"), "blob-")
+	if err != nil {
+		return "", 0, fmt.Errorf("vault: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	zw, _ := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	n, err = io.Copy(io.MultiWriter(h, zw), r)
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = tmp.Close()
+	} else {
+		tmp.Close()
+	}
+	if err != nil {
+		return "", n, fmt.Errorf("vault: store: %w", err)
+	}
+	hash = hex.EncodeToString(h.Sum(nil))
+	dst := v.blobPath(hash)
+	if _, err := os.Stat(dst); err == nil {
+		return hash, n, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return "", n, fmt.Errorf("vault: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", n, fmt.Errorf("vault: %w", err)
+	}
+	return hash, n, nil
+}
+
+func (v *Vault) writeBlob(hash string, write func(io.Writer) error) error {
+	dst := v.blobPath(hash)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Join(v.dir, "tmp"), "blob-")
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	err = write(tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("vault: write blob: %w", err)
+	}
+	return nil
+}
+
+// OpenBlob returns a reader of a blob's plaintext. The caller must Close it.
+// Reading to EOF verifies the hash; a mismatch returns ErrCorrupt.
+func (v *Vault) OpenBlob(hash string) (io.ReadCloser, error) {
+	if !validHash(hash) {
+		return nil, fmt.Errorf("%w: bad hash %q", ErrCorrupt, hash)
+	}
+	f, err := os.Open(v.blobPath(hash))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", hash[:12], ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob %s: %w: %w", hash[:12], ErrCorrupt, err)
+	}
+	return &verifyingReader{r: zr, f: f, h: sha256.New(), want: hash}, nil
+}
+
+type verifyingReader struct {
+	r *zstd.Decoder
+	f *os.File
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	want string
+}
+
+func (r *verifyingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(r.h.Sum(nil)) != r.want {
+		return n, fmt.Errorf("blob %s: %w: content does not match its hash", r.want[:12], ErrCorrupt)
+	}
+	if err != nil && err != io.EOF {
+		return n, fmt.Errorf("blob %s: %w: %w", r.want[:12], ErrCorrupt, err)
+	}
+	return n, err
+}
+
+func (r *verifyingReader) Close() error {
+	r.r.Close()
+	return r.f.Close()
+}
+
+// Head returns up to n bytes of a blob's plaintext (unverified: used for
+// detection samples, never for restore).
+func (v *Vault) Head(hash string, n int) ([]byte, error) {
+	rc, err := v.OpenBlob(hash)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, n)
+	m, err := io.ReadFull(rc.(*verifyingReader).r, buf)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return buf[:m], err
+}
+
+// Add records versions in one transaction.
+func (v *Vault) Add(vs ...Version) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	tx, err := v.db.Begin()
+	if err != nil {
+		return fmt.Errorf("vault index: %w", err)
+	}
+	defer tx.Rollback()
+	st, err := tx.Prepare(`INSERT INTO versions(path,time,kind,hash,size,mode,uid,gid,mtime,actor,exe,new_path,reason)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("vault index: %w", err)
+	}
+	defer st.Close()
+	for _, x := range vs {
+		var hash any
+		if x.Kind == Content {
+			hash = x.Hash
+		}
+		if _, err := st.Exec(x.Path, x.Time.UnixNano(), string(x.Kind), hash, x.Size, uint32(x.Mode), x.UID, x.GID,
+			x.MTime.UnixNano(), x.Actor, x.Exe, x.NewPath, x.Reason); err != nil {
+			return fmt.Errorf("vault index: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("vault index: %w", err)
+	}
+	return nil
+}
+
+const cols = `id,path,time,kind,COALESCE(hash,''),size,mode,uid,gid,mtime,actor,exe,new_path,reason`
+
+func scan(rows interface{ Scan(...any) error }) (Version, error) {
+	var x Version
+	var t, mt int64
+	var kind string
+	var mode uint32
+	err := rows.Scan(&x.ID, &x.Path, &t, &kind, &x.Hash, &x.Size, &mode, &x.UID, &x.GID, &mt, &x.Actor, &x.Exe, &x.NewPath, &x.Reason)
+	if err != nil {
+		return x, err
+	}
+	x.Time, x.MTime, x.Kind, x.Mode = time.Unix(0, t), time.Unix(0, mt), Kind(kind), os.FileMode(mode)
+	switch x.Kind {
+	case Content:
+		if !validHash(x.Hash) {
+			return x, fmt.Errorf("%w: version %d has hash %q", ErrCorrupt, x.ID, x.Hash)
+		}
+	case Deleted, Moved:
+	default:
+		return x, fmt.Errorf("%w: version %d has kind %q", ErrCorrupt, x.ID, kind)
+	}
+	return x, nil
+}
+
+func (v *Vault) query(q string, args ...any) ([]Version, error) {
+	rows, err := v.db.Query(q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("vault index: %w", err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		x, err := scan(rows)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// Latest returns the newest row for path at or before t (zero t: now).
+func (v *Vault) Latest(path string, t time.Time) (Version, error) {
+	if t.IsZero() {
+		t = time.Unix(0, 1<<62)
+	}
+	vs, err := v.query(`SELECT `+cols+` FROM versions WHERE path=? AND time<=? ORDER BY time DESC, id DESC LIMIT 1`, path, t.UnixNano())
+	if err != nil {
+		return Version{}, err
+	}
+	if len(vs) == 0 {
+		return Version{}, fmt.Errorf("%s: %w", path, ErrNotFound)
+	}
+	return vs[0], nil
+}
+
+// ContentVersion returns the newest content row of path with the given hash.
+func (v *Vault) ContentVersion(path, hash string) (Version, error) {
+	vs, err := v.query(`SELECT `+cols+` FROM versions WHERE path=? AND hash=? ORDER BY id DESC LIMIT 1`, path, hash)
+	if err != nil {
+		return Version{}, err
+	}
+	if len(vs) == 0 {
+		// The same bytes under another name (a rename) still carry the metadata.
+		vs, err = v.query(`SELECT `+cols+` FROM versions WHERE hash=? ORDER BY id DESC LIMIT 1`, hash)
+		if err != nil || len(vs) == 0 {
+			return Version{}, fmt.Errorf("%s@%.12s: %w", path, hash, ErrNotFound)
+		}
+	}
+	return vs[0], nil
+}
+
+// StateAt returns, for every path under one of roots, its newest row at or
+// before t: what the tree looked like then.
+func (v *Vault) StateAt(roots []string, t time.Time) ([]Version, error) {
+	var out []Version
+	for _, root := range roots {
+		root = filepath.Clean(root)
+		vs, err := v.query(`SELECT `+cols+` FROM versions v WHERE (path=? OR (path>=? AND path<?)) AND time<=?
+			AND id=(SELECT id FROM versions w WHERE w.path=v.path AND w.time<=? ORDER BY time DESC, id DESC LIMIT 1)
+			ORDER BY path`, root, root+"/", root+"0", t.UnixNano(), t.UnixNano())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	return out, nil
+}
+
+// Paths returns every path the index knows under root (for moves of directories).
+func (v *Vault) Paths(root string) ([]string, error) {
+	rows, err := v.db.Query(`SELECT DISTINCT path FROM versions WHERE path>=? AND path<?`, root+"/", root+"0")
+	if err != nil {
+		return nil, fmt.Errorf("vault index: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Under reports whether p is root or inside it.
+func Under(p, root string) bool {
+	return p == root || strings.HasPrefix(p, strings.TrimSuffix(root, "/")+"/")
+}
