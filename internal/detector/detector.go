@@ -215,10 +215,11 @@ const knownExts = `txt md csv json xml html htm css js ts go py c h cpp rs java 
 
 func ext(p string) string { return strings.ToLower(strings.TrimPrefix(path.Ext(p), ".")) }
 
-// Observe feeds one event and returns a Decision when a lineage crosses
-// the threshold (once per incident; later events of a stopped lineage are
-// added to its history and return nil).
-func (d *Detector) Observe(ev Event) *Decision {
+// Observe feeds one event. It returns the name of the indicator the event
+// raised ("" for none) and a Decision when a lineage crosses the threshold
+// (once per incident; later events of a stopped lineage are added to its
+// history and return no decision).
+func (d *Detector) Observe(ev Event) (*Decision, string) {
 	var f Finding
 	switch ev.Op {
 	case Write:
@@ -229,25 +230,26 @@ func (d *Detector) Observe(ev Event) *Decision {
 		}
 	}
 	var best *node
+	finding := ""
 	for i, a := range ev.Lineage {
 		if d.cfg.Exempt != nil && d.cfg.Exempt(a) {
 			break // an exempt process and all its ancestors are out of scope
 		}
 		n := d.node(a, ev.Time)
-		if i == 0 || n.stopped == "" {
-			d.apply(n, &ev, f)
+		if name := d.apply(n, &ev, f); i == 0 {
+			finding = name
 		}
 		if n.stopped != "" {
-			return nil // already being stopped: history recorded above
+			return nil, finding // already being stopped: history recorded above
 		}
 		if best == nil && n.score >= d.cfg.Threshold && len(n.damaged) >= d.cfg.MinFiles {
 			best = n
 		}
 	}
 	if best == nil {
-		return nil
+		return nil, finding
 	}
-	return d.decide(best, ev.Time)
+	return d.decide(best), finding
 }
 
 func (d *Detector) node(a Actor, now time.Time) *node {
@@ -285,7 +287,7 @@ func (d *Detector) evict() {
 	}
 }
 
-func (d *Detector) apply(n *node, ev *Event, f Finding) {
+func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 	dir := path.Dir(ev.Path)
 	switch ev.Op {
 	case Write:
@@ -340,9 +342,10 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) {
 		n.history = append(n.history, Record{Time: ev.Time, Op: ev.Op, Path: ev.Path, NewPath: ev.NewPath,
 			PreHash: ev.PreHash, PostHash: ev.PostHash, Finding: f.Name, PID: pid})
 	}
+	return f.Name
 }
 
-func (d *Detector) decide(n *node, now time.Time) *Decision {
+func (d *Detector) decide(n *node) *Decision {
 	n.stopped = fmt.Sprintf("ks-%s-%d", n.first.UTC().Format("20060102T150405"), n.actor.PID)
 	var inds []string
 	for k, v := range n.indicators {

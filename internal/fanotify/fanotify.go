@@ -312,3 +312,34 @@ func DirKey(path string) (string, error) {
 func FDPath(fd int32) (string, error) {
 	return os.Readlink("/proc/self/fd/" + strconv.Itoa(int(fd)))
 }
+
+// TryRead reads whatever events are queued without blocking; it returns no
+// events and no error when the queue is empty. Use it from a poll loop.
+func (g *Group) TryRead(buf []byte, evs []Event) ([]Event, error) {
+	n, err := unix.Read(g.fd, buf)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return evs[:0], nil
+	}
+	if err != nil {
+		return evs[:0], fmt.Errorf("fanotify read: %w", err)
+	}
+	return decode(buf[:n], evs[:0], func(fd int32) { unix.Close(int(fd)) })
+}
+
+// Poll waits until one of the groups or the extra descriptor is readable,
+// or timeoutMs passes. It reports readiness in the order given.
+func Poll(timeoutMs int, fds ...int) ([]bool, error) {
+	pfds := make([]unix.PollFd, len(fds))
+	for i, fd := range fds {
+		pfds[i] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	}
+	_, err := unix.Poll(pfds, timeoutMs)
+	if err != nil && err != unix.EINTR {
+		return nil, fmt.Errorf("poll: %w", err)
+	}
+	ready := make([]bool, len(fds))
+	for i := range pfds {
+		ready[i] = pfds[i].Revents&(unix.POLLIN|unix.POLLERR|unix.POLLHUP) != 0
+	}
+	return ready, nil
+}

@@ -106,6 +106,13 @@ func Open(dir string) (*Vault, error) {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
 	}
+	// Every blob folder exists from the start, so that the guard can mark
+	// them all once to deny other processes access.
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(dir, "blobs", fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+	}
 	dsn := "file:" + filepath.Join(dir, "index.db") +
 		"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/guard"
+)
+
+func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("guard", stderr)
+	vaultDir := fs.String("vault", defaultVault, "vault folder (outside the protected folders)")
+	alerts := fs.String("alerts", "-", "file to append alerts to as ECS JSON Lines ('-' for stdout)")
+	jsonLogs := fs.Bool("json", false, "write logs on stderr as JSON Lines")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: guard needs at least one folder to protect", errUsage)
+	}
+	log := newLogger(stderr, *jsonLogs)
+	var aw io.Writer = stdout
+	if *alerts != "-" {
+		f, err := os.OpenFile(*alerts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		defer f.Close()
+		aw = f
+	}
+	g, err := guard.New(guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
+		Progress: stderr, Ready: func() { notifyReady(log) }})
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+func newLogger(w io.Writer, asJSON bool) *slog.Logger {
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// notifyReady implements the systemd notify protocol (sd_notify READY=1).
+func notifyReady(log *slog.Logger) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	if sock[0] == '@' {
+		sock = "\x00" + sock[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		log.Warn("NOTIFY_SOCKET", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("READY=1")); err != nil {
+		log.Warn("NOTIFY_SOCKET", "err", err)
+	}
+}

@@ -1,0 +1,156 @@
+// Package drill rehearses an attack safely: in a fresh temporary folder it
+// makes a corpus, arms a guard on it, runs a simulator profile as a child
+// process, and then restores the incident with a separate
+// `killswitch restore` process, comparing every file with its checksum.
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/guard"
+	"github.com/killswitch-dev/killswitch/internal/simulate"
+	"github.com/killswitch-dev/killswitch/internal/vault"
+)
+
+// Options for one drill.
+type Options struct {
+	Profile string
+	Files   int
+	Exe     string // the killswitch binary (simulator and restore run as children)
+	Keep    bool   // keep the temporary folder
+	Log     *slog.Logger
+	Alerts  io.Writer // where the guard's alerts go
+	// NoDetect arms only the vault (detector threshold unreachable), to prove
+	// that restore --before recovers an attack that was missed.
+	NoDetect bool
+}
+
+// Result is what happened.
+type Result struct {
+	Profile        string        `json:"profile"`
+	Dir            string        `json:"dir"`
+	Files          int           `json:"files"`
+	Stopped        bool          `json:"stopped"`
+	Incident       string        `json:"incident,omitempty"`
+	Damaged        int           `json:"damaged_before_restore"`
+	AttackerFiles  int           `json:"attacker_files_before_restore"`
+	TimeToStop     time.Duration `json:"time_to_stop_ns"`
+	Indicators     []string      `json:"indicators,omitempty"`
+	Lost           int           `json:"lost_after_restore"`
+	LeftOver       int           `json:"attacker_files_after_restore"`
+	RestoreOutput  string        `json:"-"`
+	SimulatorError string        `json:"simulator_exit,omitempty"`
+}
+
+// OK reports whether the drill proved the defence: stopped and fully restored.
+func (r Result) OK() bool { return (r.Stopped) && r.Lost == 0 && r.LeftOver == 0 }
+
+// Run performs one drill.
+func Run(ctx context.Context, o Options) (Result, error) {
+	res := Result{Profile: o.Profile}
+	if _, err := simulate.Find(o.Profile); err != nil {
+		return res, err
+	}
+	tmp, err := os.MkdirTemp("", "killswitch-drill-")
+	if err != nil {
+		return res, err
+	}
+	res.Dir = tmp
+	if !o.Keep {
+		defer os.RemoveAll(tmp)
+	}
+	corpus, vdir := filepath.Join(tmp, "corpus"), filepath.Join(tmp, "vault")
+	if o.Files == 0 {
+		o.Files = 120
+	}
+	m, err := simulate.MakeCorpus(corpus, o.Files, 2017)
+	if err != nil {
+		return res, err
+	}
+	res.Files = len(m.Files)
+	if o.Alerts == nil {
+		o.Alerts = io.Discard
+	}
+	ready := make(chan struct{})
+	incidents := make(chan vault.Incident, 4)
+	cfg := guard.Config{Roots: []string{corpus}, VaultDir: vdir, Alerts: alert.NewWriter(o.Alerts), Log: o.Log,
+		Ready: func() { close(ready) }, OnIncident: func(i vault.Incident) { incidents <- i }}
+	if o.NoDetect {
+		cfg.Detector.Threshold = 1e18
+	}
+	g, err := guard.New(cfg)
+	if err != nil {
+		return res, err
+	}
+	gctx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	guardDone := make(chan error, 1)
+	go func() { guardDone <- g.Run(gctx) }()
+	select {
+	case <-ready:
+	case err := <-guardDone:
+		return res, fmt.Errorf("guard did not arm: %w", err)
+	}
+	armedAt := time.Now()
+
+	sim := exec.CommandContext(ctx, o.Exe, "simulate", o.Profile, corpus)
+	simOut, _ := os.CreateTemp(tmp, "simulator-*.log")
+	sim.Stdout, sim.Stderr = simOut, simOut
+	if err := sim.Run(); err != nil {
+		res.SimulatorError = err.Error()
+	}
+	simOut.Close()
+
+	var inc vault.Incident
+	if !o.NoDetect {
+		select {
+		case inc = <-incidents:
+			res.Stopped = true
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	res.Damaged = len(simulate.Damage(corpus, m))
+	res.AttackerFiles = len(simulate.Extra(corpus, m))
+
+	args := []string{"restore", "--vault", vdir}
+	if res.Stopped {
+		res.Incident, res.Indicators = inc.ID, inc.Indicators
+		res.TimeToStop = inc.FrozenAt.Sub(inc.FirstEvent)
+		args = append(args, "--incident", inc.ID, corpus)
+	} else {
+		args = append(args, "--before", armedAt.UTC().Format(time.RFC3339Nano), corpus)
+	}
+	// Restore as a separate process while the guard still runs: the guard
+	// must let it read the vault and must not take it for an attack.
+	out, rerr := exec.CommandContext(ctx, o.Exe, args...).CombinedOutput()
+	res.RestoreOutput = string(out)
+	res.Lost = len(simulate.Damage(corpus, m))
+	res.LeftOver = len(simulate.Extra(corpus, m))
+	if res.Stopped {
+		// A restore must never be mistaken for an attack.
+		select {
+		case i := <-incidents:
+			return res, fmt.Errorf("the guard raised incident %s during the restore", i.ID)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	stopGuard()
+	if err := <-guardDone; err != nil && !errors.Is(err, context.Canceled) {
+		return res, fmt.Errorf("guard: %w", err)
+	}
+	if rerr != nil && res.Lost > 0 {
+		return res, fmt.Errorf("restore: %w\n%s", rerr, out)
+	}
+	return res, nil
+}

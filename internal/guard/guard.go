@@ -1,0 +1,285 @@
+// Package guard wires the pipeline of one host: fanotify events feed the
+// vault (preserve every version before it can be lost) and the detector
+// (is a process tree destroying files?), whose decisions go to the
+// responder (freeze, kill) and out as alerts and incidents.
+//
+// All events are handled in order by one loop. That order is what lets the
+// guard hold an attacker: its next open of a protected file is answered
+// only after its previous write has been judged.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/actor"
+	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/detector"
+	"github.com/killswitch-dev/killswitch/internal/fanotify"
+	"github.com/killswitch-dev/killswitch/internal/responder"
+	"github.com/killswitch-dev/killswitch/internal/vault"
+)
+
+// Config is what `killswitch guard` passes in.
+type Config struct {
+	Roots    []string
+	VaultDir string
+	Alerts   *alert.Writer
+	Log      *slog.Logger
+	Progress io.Writer // baseline progress; nil for none
+	Detector detector.Config
+	// Ready is called once everything is marked and the baseline is done.
+	Ready func()
+	// OnIncident is called after each incident is recorded (drill, tests).
+	OnIncident func(vault.Incident)
+}
+
+// ErrConfig is wrapped by errors in the guard's configuration.
+var ErrConfig = errors.New("guard: bad configuration")
+
+// Guard is one running guard.
+type Guard struct {
+	cfg    Config
+	vault  *vault.Vault
+	det    *detector.Detector
+	actors *actor.Cache
+	resp   *responder.Responder
+	perm   *fanotify.Group
+	dirent *fanotify.Group
+	vaultG *fanotify.Group
+
+	self      int
+	selfExe   string
+	protected map[int]bool // PIDs never stopped: us and our ancestors
+
+	tree  *tree
+	files *fileTable
+
+	// Loop-owned state (no locking: only the loop touches it).
+	frozen      map[int]string // pid -> incident: their opens are denied
+	hotUntil    time.Time      // findings seen recently: no new ignore marks
+	pending     []pendingIncident
+	stats       Stats
+	latencies   []time.Duration // permission-path decision times (sampled)
+	snapshots   chan snapJob
+	workers     sync.WaitGroup
+	rescanMu    sync.Mutex
+	ignoreMarks bool
+}
+
+// Stats counts what the guard did.
+type Stats struct {
+	PermEvents, Ignored, CatchUps, CloseWrites, Dirents, Overflows, Incidents int
+}
+
+type pendingIncident struct {
+	inc   vault.Incident
+	actor string
+	at    time.Time
+}
+
+// New validates the configuration and opens the vault. It places no marks.
+func New(cfg Config) (*Guard, error) {
+	if len(cfg.Roots) == 0 {
+		return nil, fmt.Errorf("%w: no folder to protect", ErrConfig)
+	}
+	if cfg.VaultDir == "" {
+		return nil, fmt.Errorf("%w: no vault folder", ErrConfig)
+	}
+	vdir, err := filepath.Abs(cfg.VaultDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var roots []string
+	for _, r := range cfg.Roots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("%w: %s is not a folder", ErrConfig, abs)
+		}
+		if vault.Under(vdir, abs) || vault.Under(abs, vdir) {
+			return nil, fmt.Errorf("%w: the vault %s must be outside the protected folder %s", ErrConfig, vdir, abs)
+		}
+		roots = append(roots, abs)
+	}
+	cfg.Roots = roots
+	cfg.VaultDir = vdir
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Alerts == nil {
+		cfg.Alerts = alert.NewWriter(io.Discard)
+	}
+	if cfg.Detector.Threshold == 0 {
+		cfg.Detector = detector.DefaultConfig()
+	}
+	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
+		frozen: map[int]string{}, protected: map[int]bool{1: true},
+		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), ignoreMarks: true}
+	g.selfExe, _ = os.Executable()
+	for _, a := range g.actors.Lineage(g.self) {
+		g.protected[a.PID] = true
+	}
+	g.resp = &responder.Responder{Proc: "/proc", Protect: func(pid int) bool { return g.protected[pid] }}
+	dcfg := cfg.Detector
+	dcfg.Exempt = g.exempt
+	g.det = detector.New(dcfg)
+	return g, nil
+}
+
+// exempt: our own processes are never scored. A `killswitch restore` run by
+// the same binary writes files back on purpose and must not look like an attack.
+func (g *Guard) exempt(a detector.Actor) bool {
+	if g.protected[a.PID] {
+		return true
+	}
+	return g.trusted(a.PID)
+}
+
+// trusted reports whether pid is this killswitch binary running one of the
+// subcommands that may read the vault and write protected files.
+func (g *Guard) trusted(pid int) bool {
+	info, err := g.actors.Get(pid)
+	if err != nil || info.Executable != g.selfExe || len(info.Cmdline) < 2 {
+		return false
+	}
+	return slices.Contains([]string{"restore", "incidents", "vault"}, info.Cmdline[1])
+}
+
+// Run arms the guard and blocks until ctx is done. It returns nil on a
+// clean shutdown.
+func (g *Guard) Run(ctx context.Context) error {
+	for _, r := range g.cfg.Roots {
+		if err := fanotify.Probe(r); err != nil {
+			return err
+		}
+	}
+	v, err := vault.Open(g.cfg.VaultDir)
+	if err != nil {
+		return err
+	}
+	g.vault = v
+	defer v.Close()
+	if g.perm, err = fanotify.New(fanotify.Permission); err != nil {
+		return err
+	}
+	defer g.perm.Close()
+	if g.dirent, err = fanotify.New(fanotify.Dirent); err != nil {
+		return err
+	}
+	defer g.dirent.Close()
+	if g.vaultG, err = fanotify.New(fanotify.Permission); err != nil {
+		return err
+	}
+	defer g.vaultG.Close()
+	if err := g.protectVault(); err != nil {
+		return err
+	}
+	go g.vaultLoop()
+
+	for _, r := range g.cfg.Roots {
+		if err := g.markTree(r); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < 2; i++ {
+		g.workers.Add(1)
+		go g.snapshotWorker()
+	}
+	wake, err := newWaker()
+	if err != nil {
+		return err
+	}
+	defer wake.Close()
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	defer stopLoop()
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- g.loop(loopCtx, wake) }()
+
+	start := time.Now()
+	n, err := g.baseline(ctx)
+	if err != nil {
+		stopLoop()
+		wake.Wake()
+		<-loopDone
+		return err
+	}
+	g.cfg.Log.Info("armed", "roots", g.cfg.Roots, "files", n, "dirs", g.tree.count(), "baseline", time.Since(start).Round(time.Millisecond))
+	if g.cfg.Ready != nil {
+		g.cfg.Ready()
+	}
+	var loopErr error
+	select {
+	case <-ctx.Done():
+	case loopErr = <-loopDone:
+	}
+	stopLoop()
+	wake.Wake()
+	if loopErr == nil {
+		loopErr = <-loopDone
+	}
+	close(g.snapshots)
+	g.workers.Wait()
+	g.flushIncidents(true)
+	g.cfg.Log.Info("stopped", "perm_events", g.stats.PermEvents, "catch_ups", g.stats.CatchUps,
+		"close_writes", g.stats.CloseWrites, "incidents", g.stats.Incidents, "overflows", g.stats.Overflows)
+	if errors.Is(loopErr, context.Canceled) {
+		loopErr = nil
+	}
+	return loopErr
+}
+
+// markTree marks root and every directory below it in both groups.
+func (g *Guard) markTree(root string) error {
+	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			if p == root {
+				return err
+			}
+			g.cfg.Log.Warn("skipping unreadable path", "path", p, "err", err)
+			return nil
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		return g.markDir(p)
+	})
+}
+
+func (g *Guard) markDir(p string) error {
+	if err := g.perm.MarkDir(p, fanotify.PermMask); err != nil {
+		return err
+	}
+	if err := g.dirent.MarkDir(p, fanotify.DirentMask); err != nil {
+		return err
+	}
+	key, err := fanotify.DirKey(p)
+	if err != nil {
+		return err
+	}
+	g.tree.add(key, p)
+	return nil
+}
+
+// Stats returns counters (call after Run returns).
+func (g *Guard) Stats() Stats { return g.stats }
+
+// Latencies returns sampled permission-path decision times.
+func (g *Guard) Latencies() []time.Duration { return g.latencies }

@@ -1,0 +1,476 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/content"
+	"github.com/killswitch-dev/killswitch/internal/detector"
+	"github.com/killswitch-dev/killswitch/internal/fanotify"
+	"github.com/killswitch-dev/killswitch/internal/vault"
+)
+
+// hotFor is how long after a finding the guard stops placing ignore marks,
+// so that every open of a suspect goes through the permission path.
+const hotFor = time.Minute
+
+// maxLatencySamples bounds the latency record.
+const maxLatencySamples = 1 << 20
+
+// loop handles every event in arrival order until ctx is done.
+func (g *Guard) loop(ctx context.Context, wake *waker) error {
+	bufP := make([]byte, 256<<10)
+	bufD := make([]byte, 256<<10)
+	var evsP, evsD []fanotify.Event
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ready, err := fanotify.Poll(100, g.perm.FD(), g.dirent.FD(), wake.fd())
+		if err != nil {
+			return err
+		}
+		// Directory-entry events first: they were queued before any
+		// permission event that we are about to answer.
+		evsD = g.drainDirent(bufD, evsD)
+		if ready[0] {
+			evsP, err = g.perm.TryRead(bufP, evsP)
+			if err != nil {
+				g.cfg.Log.Error("reading permission events", "err", err)
+			}
+			for i := range evsP {
+				ev := &evsP[i]
+				if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) != 0 {
+					evsD = g.drainDirent(bufD, evsD)
+				}
+				g.handlePerm(ev)
+				ev.CloseFD()
+			}
+		}
+		g.flushIncidents(false)
+	}
+}
+
+func (g *Guard) drainDirent(buf []byte, evs []fanotify.Event) []fanotify.Event {
+	for i := 0; i < 64; i++ {
+		var err error
+		evs, err = g.dirent.TryRead(buf, evs)
+		if err != nil {
+			g.cfg.Log.Error("reading directory events", "err", err)
+			return evs
+		}
+		if len(evs) == 0 {
+			return evs
+		}
+		for j := range evs {
+			g.handleDirent(&evs[j])
+		}
+	}
+	return evs
+}
+
+// vaultLoop answers opens of the vault's files. It runs on its own: the
+// main loop itself writes to the vault and must never wait on itself.
+func (g *Guard) vaultLoop() {
+	buf := make([]byte, 16<<10)
+	var evs []fanotify.Event
+	for {
+		var err error
+		evs, err = g.vaultG.Read(buf, evs)
+		if err != nil {
+			return // closed
+		}
+		for i := range evs {
+			g.handleVaultAccess(&evs[i])
+		}
+	}
+}
+
+func (g *Guard) handleVaultAccess(ev *fanotify.Event) {
+	if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) == 0 {
+		ev.CloseFD()
+		return
+	}
+	allow := int(ev.Pid) == g.self || g.trusted(int(ev.Pid))
+	if !allow {
+		p, _ := fanotify.FDPath(ev.Fd)
+		info, _ := g.actors.Get(int(ev.Pid))
+		g.cfg.Log.Warn("denied vault access", "pid", ev.Pid, "exe", info.Executable, "path", p)
+	}
+	g.vaultG.Respond(int(ev.Fd), allow)
+	ev.CloseFD()
+}
+
+// handlePerm answers permission events and judges close-writes.
+func (g *Guard) handlePerm(ev *fanotify.Event) {
+	if ev.Mask&fanotify.QueueOverflow != 0 {
+		g.overflow("permission")
+		return
+	}
+	if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) != 0 {
+		start := time.Now()
+		allow := g.decideOpen(ev)
+		if err := g.perm.Respond(int(ev.Fd), allow); err != nil {
+			g.cfg.Log.Error("answering permission event", "err", err)
+		}
+		if len(g.latencies) < maxLatencySamples {
+			g.latencies = append(g.latencies, time.Since(start))
+		}
+		g.stats.PermEvents++
+	}
+	if ev.Mask&fanotify.CloseWrite != 0 {
+		g.handleCloseWrite(ev)
+	}
+}
+
+// decideOpen is the permission path: it must be fast when nothing needs
+// doing, and it makes sure the vault holds the file's current version
+// before anyone may open it.
+func (g *Guard) decideOpen(ev *fanotify.Event) bool {
+	pid := int(ev.Pid)
+	if pid == g.self {
+		return true
+	}
+	if _, ok := g.frozen[pid]; ok {
+		return false
+	}
+	st, err := fstat(int(ev.Fd))
+	if err != nil || !isRegular(st) {
+		return true
+	}
+	s, ok := g.files.get(statKey(st))
+	if st.Size == 0 && !ok {
+		return true // nothing to lose; a new file being created
+	}
+	if !ok || !s.matches(st) {
+		// Stale or unknown: catch up before the opener can change it.
+		p, err := fanotify.FDPath(ev.Fd)
+		if err != nil || !g.inTree(p) {
+			return true
+		}
+		s, err = g.preserve(int(ev.Fd), p, "catch-up", "", "")
+		if err != nil {
+			g.cfg.Log.Warn("catch-up failed", "path", p, "err", err)
+			return true // never stall a writer on our own failure
+		}
+		g.stats.CatchUps++
+	}
+	if g.ignoreMarks && time.Now().After(g.hotUntil) && s.matches(st) {
+		if err := g.perm.IgnoreUntilModified(int(ev.Fd), fanotify.OpenPerm); err == nil {
+			g.stats.Ignored++
+		}
+	}
+	return true
+}
+
+func (g *Guard) inTree(p string) bool {
+	for _, r := range g.cfg.Roots {
+		if vault.Under(p, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// handleCloseWrite judges the new content and preserves it.
+func (g *Guard) handleCloseWrite(ev *fanotify.Event) {
+	pid := int(ev.Pid)
+	if pid == g.self {
+		return
+	}
+	g.stats.CloseWrites++
+	st, err := fstat(int(ev.Fd))
+	if err != nil || !isRegular(st) {
+		return
+	}
+	p, err := fanotify.FDPath(ev.Fd)
+	if err != nil || !g.inTree(p) {
+		return
+	}
+	lineage := g.lineage(pid)
+	actorID, exe := "", ""
+	if len(lineage) > 0 {
+		actorID, exe = lineage[0].ID, lineage[0].Executable
+	}
+	k := statKey(st)
+	prev, hadPrev := g.files.get(k)
+	if !hadPrev {
+		// A new inode at a known path (write-new then rename is handled by
+		// rename events; this is O_TRUNC of a replaced file).
+		if _, s, ok := g.files.lookupPath(p); ok {
+			prev, hadPrev = s, true
+		}
+	}
+	if hadPrev && prev.size == 0 {
+		hadPrev = false // an empty file had nothing to lose: this is new content
+	}
+	post := sample(int(ev.Fd))
+	var pre []byte
+	if hadPrev && prev.hash != "" {
+		pre, _ = g.vault.Head(prev.hash, content.SampleSize)
+	}
+	dev := detector.Event{Time: time.Now(), Lineage: lineage, Op: detector.Write, Path: p,
+		Pre: pre, Post: post, Preserved: hadPrev}
+	if hadPrev {
+		dev.PreHash = prev.hash
+		if pre == nil {
+			dev.Pre = []byte{} // preserved but unreadable: still an existing file
+		}
+	}
+	// Small files: the sample is the whole file, store it now.
+	if st.Size <= int64(len(post)) && int64(len(post)) == st.Size {
+		s, err := g.preserve(int(ev.Fd), p, "close-write", actorID, exe)
+		if err == nil {
+			dev.PostHash = s.hash
+		}
+	} else if fd, err := unix.Dup(int(ev.Fd)); err == nil {
+		select {
+		case g.snapshots <- snapJob{fd: fd, path: p, actorID: actorID, exe: exe}:
+		default:
+			unix.Close(fd) // workers saturated: the permission path catches up
+		}
+	}
+	g.observe(dev)
+}
+
+// observe feeds the detector and acts on its decision.
+func (g *Guard) observe(ev detector.Event) {
+	d, finding := g.det.Observe(ev)
+	if finding != "" {
+		g.heat()
+	}
+	if d != nil {
+		g.stop(d)
+	}
+}
+
+// heat turns off ignore marks while something suspicious is going on:
+// existing marks are flushed so that every open asks again.
+func (g *Guard) heat() {
+	wasCold := time.Now().After(g.hotUntil)
+	g.hotUntil = time.Now().Add(hotFor)
+	if !wasCold || g.stats.Ignored == 0 {
+		return
+	}
+	if err := g.perm.FlushInodeMarks(); err != nil {
+		g.cfg.Log.Error("flushing ignore marks", "err", err)
+		return
+	}
+	for _, d := range g.tree.dirs() {
+		if err := g.perm.MarkDir(d, fanotify.PermMask); err != nil && !errors.Is(err, unix.ENOENT) {
+			g.cfg.Log.Error("re-marking", "dir", d, "err", err)
+		}
+	}
+	g.stats.Ignored = 0
+}
+
+func (g *Guard) lineage(pid int) []detector.Actor {
+	infos := g.actors.Lineage(pid)
+	out := make([]detector.Actor, len(infos))
+	for i, in := range infos {
+		out[i] = detector.Actor{ID: in.ID.String(), PID: in.PID, Executable: in.Executable}
+	}
+	return out
+}
+
+// handleDirent keeps the tree and the vault's names in step with the
+// filesystem and reports deletions and renames to the detector.
+func (g *Guard) handleDirent(ev *fanotify.Event) {
+	if ev.Mask&fanotify.QueueOverflow != 0 {
+		g.overflow("directory")
+		return
+	}
+	g.stats.Dirents++
+	dir, ok := g.tree.path(ev.Dir)
+	isDir := ev.Mask&fanotify.OnDir != 0
+	pid := int(ev.Pid)
+	now := time.Now()
+	switch {
+	case ev.Mask&fanotify.Create != 0:
+		if ok && isDir {
+			p := filepath.Join(dir, ev.Name)
+			if err := g.markTree(p); err == nil {
+				go g.preserveTree(p) // files made before the mark took hold
+			}
+		}
+	case ev.Mask&fanotify.Delete != 0:
+		if !ok {
+			return
+		}
+		p := filepath.Join(dir, ev.Name)
+		if isDir {
+			g.tree.remove(p)
+			return
+		}
+		s, had := g.files.removePath(p)
+		if had {
+			g.vault.Add(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "delete"})
+		}
+		if pid != g.self {
+			g.observe(detector.Event{Time: now, Lineage: g.lineage(pid), Op: detector.Delete, Path: p,
+				Preserved: had, PreHash: s.hash})
+		}
+	case ev.Mask&fanotify.Rename != 0:
+		newDir, newOK := g.tree.path(ev.NewDir)
+		from, to := "", ""
+		if ok {
+			from = filepath.Join(dir, ev.Name)
+		}
+		if newOK {
+			to = filepath.Join(newDir, ev.NewName)
+		}
+		g.rename(from, to, isDir, pid, now)
+	}
+}
+
+// rename moves names in the tree, the file table and the vault's index.
+// Either side may be outside the protected trees ("").
+func (g *Guard) rename(from, to string, isDir bool, pid int, now time.Time) {
+	switch {
+	case from == "" && to == "":
+		return
+	case from == "": // moved in from outside: new content to preserve
+		if isDir {
+			g.markTree(to)
+			go g.preserveTree(to)
+		} else {
+			go g.preservePath(to, "moved-in")
+		}
+		return
+	case to == "": // moved out: as good as deleted for the tree
+		if isDir {
+			g.tree.remove(from)
+			for _, p := range g.files.removePrefix(from) {
+				g.vault.Add(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
+			}
+			return
+		}
+		if s, had := g.files.removePath(from); had {
+			g.vault.Add(vault.Version{Path: from, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
+			g.observe(detector.Event{Time: now, Lineage: g.lineage(pid), Op: detector.Delete, Path: from, Preserved: true, PreHash: s.hash})
+		}
+		return
+	}
+	if isDir {
+		g.tree.move(from, to)
+	}
+	_, replacedState, replaced := g.files.lookupPath(to)
+	if replaced && !isDir {
+		g.files.removePath(to)
+	}
+	moved, states := g.files.movePrefix(from, to)
+	var rows []vault.Version
+	for i, m := range moved {
+		s := states[i]
+		rows = append(rows,
+			vault.Version{Path: m[0], Time: now, Kind: vault.Moved, NewPath: m[1], Reason: "rename"},
+			vault.Version{Path: m[1], Time: now, Kind: vault.Content, Hash: s.hash, Size: s.size, Mode: os.FileMode(s.mode),
+				UID: s.uid, GID: s.gid, MTime: time.Unix(0, s.mtime), Reason: "rename"})
+	}
+	if len(rows) > 0 {
+		g.vault.Add(rows...)
+	}
+	if isDir || pid == g.self {
+		return
+	}
+	var preHash string
+	if len(states) == 1 {
+		preHash = states[0].hash
+	}
+	ev := detector.Event{Time: now, Lineage: g.lineage(pid), Op: detector.Rename, Path: from, NewPath: to,
+		Preserved: len(moved) > 0, Replaced: replaced, PreHash: preHash}
+	if replaced {
+		ev.PostHash = replacedState.hash // what the rename destroyed
+	}
+	g.observe(ev)
+}
+
+func (g *Guard) preserveTree(root string) {
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			g.preservePath(p, "new-folder")
+		}
+		return nil
+	})
+}
+
+// overflow reports lost events and re-synchronises the vault.
+func (g *Guard) overflow(which string) {
+	g.stats.Overflows++
+	g.cfg.Log.Warn("fanotify queue overflow: events were lost; rescanning", "queue", which)
+	g.cfg.Alerts.Write(alert.Alert{Timestamp: time.Now().UTC(),
+		Message:    "killswitch guard: the kernel dropped " + which + " events (queue overflow); the guard keeps running and rescans the protected folders",
+		Event:      alert.Event{Kind: "alert", Action: alert.ActionQueueOverflow, Category: []string{"file"}, Severity: 47},
+		Killswitch: alert.Killswitch{Dropped: true}})
+	g.heat()
+	go g.rescan()
+}
+
+// stop freezes the decided lineage at once, then records and reports.
+func (g *Guard) stop(d *detector.Decision) {
+	frozenAt := time.Now()
+	pids, err := g.resp.Freeze(d.Actor.PID)
+	if err != nil {
+		g.cfg.Log.Error("freezing", "pid", d.Actor.PID, "err", err)
+	}
+	for _, pid := range pids {
+		g.frozen[pid] = d.Incident
+	}
+	g.resp.Kill(pids)
+	g.stats.Incidents++
+	info, _ := g.actors.Get(d.Actor.PID)
+	inc := vault.Incident{ID: d.Incident, Opened: frozenAt, FrozenAt: frozenAt, State: vault.StateOpen, Actor: d.Actor,
+		Cmdline: info.Cmdline, Stopped: pids, Score: d.Score, Indicators: d.Indicators, Damaged: d.Damaged,
+		FirstEvent: d.FirstEvent, Files: d.History}
+	if err := g.vault.SaveIncident(inc); err != nil {
+		g.cfg.Log.Error("saving incident", "incident", inc.ID, "err", err)
+	}
+	sample := ""
+	if len(d.Damaged) > 0 {
+		sample = d.Damaged[0]
+	}
+	parent := &alert.Parent{PID: info.PPID}
+	g.cfg.Alerts.Write(alert.Alert{Timestamp: frozenAt.UTC(),
+		Message: "killswitch stopped " + d.Actor.Executable + " (pid " + itoa(d.Actor.PID) + "): it was encrypting or destroying files; restore with: killswitch restore --incident " + d.Incident,
+		Event: alert.Event{Kind: "alert", Action: alert.ActionRansomwareStopped, Category: []string{"malware", "file"},
+			Type: []string{"denied", "deletion"}, Severity: 99},
+		Process: &alert.Process{PID: d.Actor.PID, Executable: d.Actor.Executable, Args: info.Cmdline,
+			CommandLine: strings.Join(info.Cmdline, " "), Parent: parent},
+		File: &alert.File{Path: sample},
+		Killswitch: alert.Killswitch{Incident: d.Incident, Score: d.Score, Indicators: d.Indicators,
+			FilesDamaged: len(d.Damaged), StoppedPIDs: pids}})
+	g.cfg.Log.Warn("STOPPED ransomware-like activity", "incident", d.Incident, "pid", d.Actor.PID, "exe", d.Actor.Executable,
+		"files_damaged", len(d.Damaged), "score", d.Score, "restore", "killswitch restore --incident "+d.Incident)
+	// Events the tree made before it froze are still queued: record them
+	// into the incident once they have been read.
+	g.pending = append(g.pending, pendingIncident{inc: inc, actor: d.Actor.ID, at: frozenAt})
+}
+
+// flushIncidents completes incidents whose in-flight events have arrived.
+func (g *Guard) flushIncidents(all bool) {
+	keep := g.pending[:0]
+	for _, p := range g.pending {
+		if !all && time.Since(p.at) < 300*time.Millisecond {
+			keep = append(keep, p)
+			continue
+		}
+		p.inc.Files = g.det.History(p.actor)
+		if err := g.vault.SaveIncident(p.inc); err != nil {
+			g.cfg.Log.Error("saving incident", "incident", p.inc.ID, "err", err)
+		}
+		if g.cfg.OnIncident != nil {
+			g.cfg.OnIncident(p.inc)
+		}
+	}
+	g.pending = keep
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,202 @@
+package guard
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/killswitch-dev/killswitch/internal/content"
+	"github.com/killswitch-dev/killswitch/internal/fanotify"
+	"github.com/killswitch-dev/killswitch/internal/vault"
+)
+
+// preserve stores the content of the open file fd as path's current
+// version, unless the vault already holds it. It reads with pread from
+// offset 0, so descriptors handed over by fanotify (which never raise
+// events themselves) can be used as they are.
+func (g *Guard) preserve(fd int, path, reason, actorID, exe string) (fileState, error) {
+	st, err := fstat(fd)
+	if err != nil {
+		return fileState{}, err
+	}
+	if !isRegular(st) {
+		return fileState{}, nil
+	}
+	k := statKey(st)
+	if s, ok := g.files.get(k); ok && s.matches(st) && s.path == path {
+		return s, nil
+	}
+	hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
+	if err != nil {
+		return fileState{}, err
+	}
+	after, err := fstat(fd)
+	if err != nil {
+		return fileState{}, err
+	}
+	s := stateOf(path, hash, st)
+	if !s.matches(after) {
+		// Written while we read: what we stored may be torn. Store what is
+		// there now; a writer still at work will close-write again.
+		return g.preserveOnce(fd, path, reason, actorID, exe)
+	}
+	if err := g.record(s, reason, actorID, exe); err != nil {
+		return fileState{}, err
+	}
+	g.files.put(k, s)
+	return s, nil
+}
+
+// preserveOnce stores without the torn-read retry (used by that retry).
+func (g *Guard) preserveOnce(fd int, path, reason, actorID, exe string) (fileState, error) {
+	st, err := fstat(fd)
+	if err != nil {
+		return fileState{}, err
+	}
+	hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
+	if err != nil {
+		return fileState{}, err
+	}
+	s := stateOf(path, hash, st)
+	if err := g.record(s, reason, actorID, exe); err != nil {
+		return fileState{}, err
+	}
+	g.files.put(statKey(st), s)
+	return s, nil
+}
+
+// record adds a content row unless the newest row of path already has this hash.
+func (g *Guard) record(s fileState, reason, actorID, exe string) error {
+	if last, err := g.vault.Latest(s.path, time.Time{}); err == nil && last.Kind == vault.Content && last.Hash == s.hash &&
+		last.Mode == os.FileMode(s.mode) && last.MTime.UnixNano() == s.mtime {
+		return nil
+	}
+	return g.vault.Add(vault.Version{Path: s.path, Time: time.Now(), Kind: vault.Content, Hash: s.hash, Size: s.size,
+		Mode: os.FileMode(s.mode), UID: s.uid, GID: s.gid, MTime: time.Unix(0, s.mtime), Actor: actorID, Exe: exe, Reason: reason})
+}
+
+// fdReader reads a raw descriptor with pread, never moving its offset.
+type fdReader int
+
+func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := unix.Pread(int(r), p, off)
+	if n < 0 {
+		n = 0
+	}
+	if err == nil && n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	if err == nil && n < len(p) {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// sample reads the head of an open file for the detector.
+func sample(fd int) []byte {
+	buf := make([]byte, content.SampleSize)
+	n, _ := unix.Pread(fd, buf, 0)
+	if n < 0 {
+		n = 0
+	}
+	return buf[:n]
+}
+
+// baseline preserves every file of the protected trees, reporting progress.
+func (g *Guard) baseline(ctx context.Context) (int, error) {
+	n := 0
+	last := time.Now()
+	for _, root := range g.cfg.Roots {
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			g.preservePath(p, "baseline")
+			n++
+			if g.cfg.Progress != nil && time.Since(last) > time.Second {
+				fmt.Fprintf(g.cfg.Progress, "baseline: %d files preserved...\n", n)
+				last = time.Now()
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// preservePath opens a path without following links and preserves it.
+func (g *Guard) preservePath(p, reason string) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	}
+	if err != nil {
+		return // vanished or unreadable: nothing to preserve
+	}
+	defer unix.Close(fd)
+	if _, err := g.preserve(fd, p, reason, "", ""); err != nil {
+		g.cfg.Log.Warn("could not preserve", "path", p, "err", err)
+	}
+}
+
+// snapJob asks a worker to preserve a large file after close-write.
+type snapJob struct {
+	fd           int
+	path         string
+	actorID, exe string
+}
+
+func (g *Guard) snapshotWorker() {
+	defer g.workers.Done()
+	for j := range g.snapshots {
+		if _, err := g.preserve(j.fd, j.path, "close-write", j.actorID, j.exe); err != nil {
+			g.cfg.Log.Warn("could not preserve", "path", j.path, "err", err)
+		}
+		unix.Close(j.fd)
+	}
+}
+
+// rescan re-preserves whatever changed while events were lost.
+func (g *Guard) rescan() {
+	if !g.rescanMu.TryLock() {
+		return
+	}
+	defer g.rescanMu.Unlock()
+	for _, root := range g.cfg.Roots {
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if d.IsDir() {
+				if !g.tree.has(p) {
+					g.markDir(p)
+				}
+				return nil
+			}
+			if d.Type().IsRegular() {
+				g.preservePath(p, "rescan")
+			}
+			return nil
+		})
+	}
+}
+
+// protectVault denies every other process access to the vault's files.
+func (g *Guard) protectVault() error {
+	return filepath.WalkDir(g.cfg.VaultDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return g.vaultG.MarkDir(p, fanotify.OpenPerm|fanotify.OnChild)
+	})
+}
