@@ -242,7 +242,8 @@ func (d *Detector) Observe(ev Event) (*Decision, string) {
 		if n.stopped != "" {
 			return nil, finding // already being stopped: history recorded above
 		}
-		if best == nil && n.score >= d.cfg.Threshold && len(n.damaged) >= d.cfg.MinFiles {
+		// The tolerance keeps a few seconds of decay from costing a whole file.
+		if best == nil && n.score >= d.cfg.Threshold-0.05 && len(n.damaged) >= d.cfg.MinFiles {
 			best = n
 		}
 	}
