@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	ready := make(chan struct{})
 	incidents := make(chan vault.Incident, 4)
-	cfg := guard.Config{Roots: []string{corpus}, VaultDir: vdir, Alerts: alert.NewWriter(o.Alerts), Log: o.Log,
+	cfg := guard.Config{Roots: []string{corpus}, VaultDir: vdir, Trusted: []string{o.Exe}, Alerts: alert.NewWriter(o.Alerts), Log: o.Log,
 		Ready: func() { close(ready) }, OnIncident: func(i vault.Incident) { incidents <- i }}
 	if o.NoDetect {
 		cfg.Detector.Threshold = 1e18

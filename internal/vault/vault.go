@@ -113,6 +113,11 @@ func Open(dir string) (*Vault, error) {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
 	}
+	if f, err := os.OpenFile(filepath.Join(dir, "index.db"), os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("vault %s: %w (a running guard lets only its own killswitch binary open the vault)", dir, err)
+	} else {
+		f.Close()
+	}
 	dsn := "file:" + filepath.Join(dir, "index.db") +
 		"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
@@ -122,7 +127,7 @@ func Open(dir string) (*Vault, error) {
 	db.SetMaxOpenConns(4)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("vault index %s: %w", dir, errors.Join(ErrCorrupt, err))
+		return nil, fmt.Errorf("vault index %s: %w", dir, err)
 	}
 	var format string
 	if err := db.QueryRow(`SELECT v FROM meta WHERE k='format'`).Scan(&format); err != nil || format != "killswitch-vault-1" {

@@ -1,0 +1,96 @@
+package drill
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/killswitch-dev/killswitch/internal/simulate"
+	"github.com/killswitch-dev/killswitch/internal/testenv"
+)
+
+// buildKillswitch builds the real binary: the simulator and restore run as
+// separate processes, exactly as in production.
+func buildKillswitch(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "killswitch")
+	out, err := exec.Command("go", "build", "-o", exe, "github.com/killswitch-dev/killswitch/cmd/killswitch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
+}
+
+// TestEveryProfileStoppedAndRestored is the acceptance test: each
+// behaviour family is stopped within a few files, and restore --incident
+// brings back every file and removes every file the attack made.
+func TestEveryProfileStoppedAndRestored(t *testing.T) {
+	testenv.RequireRoot(t)
+	exe := buildKillswitch(t)
+	var damaged []int
+	for _, p := range simulate.Profiles() {
+		t.Run(p.Name, func(t *testing.T) {
+			res, err := Run(context.Background(), Options{Profile: p.Name, Files: 60, Exe: exe,
+				Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Stopped {
+				t.Fatalf("not stopped; %d files damaged", res.Damaged)
+			}
+			if res.Damaged > 10 {
+				t.Errorf("%d files damaged before the stop, want at most 10", res.Damaged)
+			}
+			if res.Lost != 0 || res.LeftOver != 0 {
+				t.Errorf("after restore: %d files lost, %d attacker files left\n%s", res.Lost, res.LeftOver, res.RestoreOutput)
+			}
+			damaged = append(damaged, res.Damaged)
+			t.Logf("damaged %d, stopped %v after first damage, indicators %v", res.Damaged, res.TimeToStop, res.Indicators)
+		})
+	}
+	sort.Ints(damaged)
+	if len(damaged) > 0 && damaged[len(damaged)/2] > 3 {
+		t.Errorf("median files damaged %d, want at most 3 (%v)", damaged[len(damaged)/2], damaged)
+	}
+}
+
+// TestMissedAttackRestoredToPointInTime: with detection off, restore
+// --before the attack still loses nothing.
+func TestMissedAttackRestoredToPointInTime(t *testing.T) {
+	testenv.RequireRoot(t)
+	exe := buildKillswitch(t)
+	for _, p := range []string{"wannacry", "inplace", "rename-over", "copy-delete"} {
+		t.Run(p, func(t *testing.T) {
+			res, err := Run(context.Background(), Options{Profile: p, Files: 40, Exe: exe, NoDetect: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stopped || res.Damaged != 40 {
+				t.Fatalf("detection should be off and every file damaged: stopped=%v damaged=%d", res.Stopped, res.Damaged)
+			}
+			if res.Lost != 0 {
+				t.Fatalf("%d files lost after restore --before\n%s", res.Lost, res.RestoreOutput)
+			}
+		})
+	}
+}
+
+func TestSimulatorRefusesForeignFolders(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "precious.txt"), []byte("mine"), 0o644)
+	p, _ := simulate.Find("inplace")
+	if err := simulate.Run(p, dir, io.Discard); err == nil {
+		t.Fatal("simulator ran on a folder it did not make")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "precious.txt")); string(b) != "mine" {
+		t.Fatal("foreign file touched")
+	}
+	if _, err := simulate.MakeCorpus(dir, 5, 1); err == nil {
+		t.Fatal("corpus made in a non-empty folder")
+	}
+}
