@@ -103,7 +103,7 @@ type node struct {
 	at         time.Time // time of score
 	damaged    map[string]bool
 	indicators map[string]int
-	randomDirs map[string]bool            // dirs where it wrote random new files
+	randomNew  map[string][]string        // dir -> names of random new files it wrote
 	notes      map[string]map[string]bool // small text hash -> dirs
 	history    []Record
 	first      time.Time
@@ -260,7 +260,7 @@ func (d *Detector) node(a Actor, now time.Time) *node {
 			d.evict()
 		}
 		n = &node{actor: a, at: now, damaged: map[string]bool{}, indicators: map[string]int{},
-			randomDirs: map[string]bool{}, notes: map[string]map[string]bool{}}
+			randomNew: map[string][]string{}, notes: map[string]map[string]bool{}}
 		d.nodes[a.ID] = n
 	}
 	if dt := now.Sub(n.at); dt > 0 && d.cfg.HalfLife > 0 {
@@ -294,7 +294,9 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 	case Write:
 		if f.Name == "new-file-random" || f.Name == "new-file-encrypted" || f.Name == "new-file-encoded-random" ||
 			strings.HasPrefix(f.Name, "new-file-fake-") {
-			n.randomDirs[dir] = true
+			if names := n.randomNew[dir]; len(names) < 256 {
+				n.randomNew[dir] = append(names, path.Base(ev.Path))
+			}
 		}
 		if ev.Pre == nil && len(ev.Post) > 0 && len(ev.Post) <= 8192 && content.Detect(ev.Post) == content.Text && ev.PostHash != "" {
 			dirs := n.notes[ev.PostHash]
@@ -313,11 +315,11 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 			}
 		}
 	case Delete:
-		if ev.Preserved && n.randomDirs[dir] {
+		if ev.Preserved && n.pairedCopy(ev.Path) {
 			f = Finding{Name: "original-deleted-after-random-copy", Weight: 0.5, Damaged: true}
 		}
 	case Rename:
-		if ev.Replaced && n.randomDirs[path.Dir(ev.NewPath)] {
+		if ev.Replaced && n.pairedCopy(ev.NewPath) || ev.Replaced && d.isRandomNew(n, ev.Path) {
 			f = Finding{Name: "original-replaced-by-random-copy", Weight: 0.5, Damaged: true}
 		}
 	}
@@ -344,6 +346,31 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 			PreHash: ev.PreHash, PostHash: ev.PostHash, Finding: f.Name, PID: pid})
 	}
 	return f.Name
+}
+
+// pairedCopy reports whether the actor wrote a random new file named after
+// p in p's folder (a.docx -> a.docx.WNCRYT, a.docx.encrypted, a.enc): the
+// ciphertext copy whose original p is now being destroyed.
+func (n *node) pairedCopy(p string) bool {
+	base := path.Base(p)
+	stem := strings.TrimSuffix(base, path.Ext(base))
+	for _, name := range n.randomNew[path.Dir(p)] {
+		if name != base && (strings.HasPrefix(name, base) || (len(stem) >= 3 && strings.HasPrefix(name, stem+"."))) {
+			return true
+		}
+	}
+	return false
+}
+
+// isRandomNew reports whether p is one of the actor's random new files
+// (renamed over an original: the rename-over pattern).
+func (d *Detector) isRandomNew(n *node, p string) bool {
+	for _, name := range n.randomNew[path.Dir(p)] {
+		if name == path.Base(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Detector) decide(n *node) *Decision {
