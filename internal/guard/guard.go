@@ -244,7 +244,8 @@ func (g *Guard) Run(ctx context.Context) error {
 	close(g.snapshots)
 	g.workers.Wait()
 	g.flushIncidents(true)
-	g.cfg.Log.Info("stopped", "perm_events", g.stats.PermEvents, "catch_ups", g.stats.CatchUps,
+	p50, p99 := percentile(g.latencies, 0.50), percentile(g.latencies, 0.99)
+	g.cfg.Log.Info("stopped", "perm_p50", p50, "perm_p99", p99, "perm_events", g.stats.PermEvents, "ignore_marks", g.stats.Ignored, "catch_ups", g.stats.CatchUps,
 		"close_writes", g.stats.CloseWrites, "incidents", g.stats.Incidents, "overflows", g.stats.Overflows)
 	if errors.Is(loopErr, context.Canceled) {
 		loopErr = nil
@@ -289,3 +290,13 @@ func (g *Guard) Stats() Stats { return g.stats }
 
 // Latencies returns sampled permission-path decision times.
 func (g *Guard) Latencies() []time.Duration { return g.latencies }
+
+// percentile of sampled durations (0 when none).
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(q*float64(len(s)-1))]
+}

@@ -1,0 +1,66 @@
+// Command workload is the file-heavy benchmark workload: thousands of small
+// files created, read, rewritten in place, renamed and deleted, plus one
+// large sequential write. It prints its wall time in seconds.
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+func main() {
+	dir := flag.String("dir", "", "folder to work in")
+	n := flag.Int("files", 5000, "small files")
+	bigMB := flag.Int("big-mb", 200, "size of the sequential write")
+	flag.Parse()
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "workload: -dir is required")
+		os.Exit(2)
+	}
+	start := time.Now()
+	body := bytes.Repeat([]byte("line of a small document\n"), 40)
+	path := func(i int) string { return filepath.Join(*dir, fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%05d.txt", i)) }
+	for i := 0; i < 50; i++ {
+		must(os.MkdirAll(filepath.Join(*dir, fmt.Sprintf("d%02d", i)), 0o755))
+	}
+	for i := 0; i < *n; i++ {
+		must(os.WriteFile(path(i), body, 0o644))
+	}
+	for i := 0; i < *n; i++ {
+		_, err := os.ReadFile(path(i))
+		must(err)
+	}
+	for i := 0; i < *n; i++ {
+		f, err := os.OpenFile(path(i), os.O_WRONLY, 0)
+		must(err)
+		_, err = f.WriteAt([]byte("EDITED"), 0)
+		must(err)
+		must(f.Close())
+	}
+	for i := 0; i < *n; i++ {
+		must(os.Rename(path(i), path(i)+".old"))
+	}
+	for i := 0; i < *n; i++ {
+		must(os.Remove(path(i) + ".old"))
+	}
+	big, err := os.Create(filepath.Join(*dir, "big.bin"))
+	must(err)
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	for i := 0; i < *bigMB; i++ {
+		_, err := big.Write(chunk)
+		must(err)
+	}
+	must(big.Close())
+	fmt.Printf("%.3f\n", time.Since(start).Seconds())
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "workload:", err)
+		os.Exit(1)
+	}
+}
