@@ -23,7 +23,9 @@ func main() {
 	}
 	start := time.Now()
 	body := bytes.Repeat([]byte("line of a small document\n"), 40)
-	path := func(i int) string { return filepath.Join(*dir, fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%05d.txt", i)) }
+	path := func(i int) string {
+		return filepath.Join(*dir, fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%05d.txt", i))
+	}
 	for i := 0; i < 50; i++ {
 		must(os.MkdirAll(filepath.Join(*dir, fmt.Sprintf("d%02d", i)), 0o755))
 	}
