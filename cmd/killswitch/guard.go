@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 
 	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/guard"
@@ -17,6 +18,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	vaultDir := fs.String("vault", defaultVault, "vault folder (outside the protected folders)")
 	alerts := fs.String("alerts", "-", "file to append alerts to as ECS JSON Lines ('-' for stdout)")
 	jsonLogs := fs.Bool("json", false, "write logs on stderr as JSON Lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -24,6 +26,17 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: guard needs at least one folder to protect", errUsage)
 	}
 	log := newLogger(stderr, *jsonLogs)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var aw io.Writer = stdout
 	if *alerts != "-" {
 		f, err := os.OpenFile(*alerts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ID names one process for its whole life: PID plus start time (clock
@@ -123,37 +124,54 @@ func parseUID(status []byte) int {
 }
 
 // Cache memoizes Info by PID, revalidated by start time so a reused PID
-// gets a fresh entry. Safe for concurrent use.
+// gets a fresh entry. An entry checked less than Fresh ago is trusted
+// without reading /proc: the guard asks about the same few processes
+// thousands of times a second, and a PID is not reused that fast in
+// practice (the kernel hands PIDs out in increasing order and wraps at
+// pid_max). Safe for concurrent use.
 type Cache struct {
-	proc string
-	mu   sync.Mutex
-	m    map[int]Info
+	proc  string
+	Fresh time.Duration
+	mu    sync.Mutex
+	m     map[int]entry
+}
+
+type entry struct {
+	info    Info
+	checked time.Time
 }
 
 // NewCache reads from proc (normally "/proc").
-func NewCache(proc string) *Cache { return &Cache{proc: proc, m: make(map[int]Info)} }
+func NewCache(proc string) *Cache {
+	return &Cache{proc: proc, Fresh: 100 * time.Millisecond, m: make(map[int]entry)}
+}
 
 // maxEntries bounds memory on hosts that churn through many PIDs.
 const maxEntries = 1 << 16
 
 // Get returns the process's Info.
 func (c *Cache) Get(pid int) (Info, error) {
-	start, err := StartTime(c.proc, pid)
+	now := time.Now()
 	c.mu.Lock()
+	e, ok := c.m[pid]
+	c.mu.Unlock()
+	if ok && now.Sub(e.checked) < c.Fresh {
+		return e.info, nil
+	}
+	start, err := StartTime(c.proc, pid)
 	if err != nil {
 		// The process is gone: what we knew of it is still the best answer.
-		info, ok := c.m[pid]
-		c.mu.Unlock()
 		if ok {
-			return info, nil
+			return e.info, nil
 		}
 		return Info{}, err
 	}
-	if info, ok := c.m[pid]; ok && info.Start == start {
+	if ok && e.info.Start == start {
+		c.mu.Lock()
+		c.m[pid] = entry{e.info, now}
 		c.mu.Unlock()
-		return info, nil
+		return e.info, nil
 	}
-	c.mu.Unlock()
 	info, err := Read(c.proc, pid)
 	if err != nil {
 		return Info{}, err
@@ -162,7 +180,7 @@ func (c *Cache) Get(pid int) (Info, error) {
 	if len(c.m) >= maxEntries {
 		clear(c.m)
 	}
-	c.m[pid] = info
+	c.m[pid] = entry{info, now}
 	c.mu.Unlock()
 	return info, nil
 }

@@ -142,6 +142,15 @@ type Finding struct {
 	Damaged bool    // the file's content is lost (counted towards MinFiles)
 }
 
+// NoteIndicator is the finding for the same small text in many folders.
+const NoteIndicator = "same-note-in-many-folders"
+
+// Alarming reports whether the finding is evidence about file contents
+// (ciphertext, wipes, destroyed originals), as opposed to a pattern that
+// benign software also makes on its own (templates copied to many folders).
+// The guard watches every open closely for a while after an alarming one.
+func (f Finding) Alarming() bool { return f.Name != "" && f.Name != NoteIndicator }
+
 // judgeWrite scores a write on its own; indicators that need memory
 // (pairing a random copy with a deleted original, notes) are in apply.
 func judgeWrite(ev *Event) Finding {
@@ -215,11 +224,11 @@ const knownExts = `txt md csv json xml html htm css js ts go py c h cpp rs java 
 
 func ext(p string) string { return strings.ToLower(strings.TrimPrefix(path.Ext(p), ".")) }
 
-// Observe feeds one event. It returns the name of the indicator the event
-// raised ("" for none) and a Decision when a lineage crosses the threshold
+// Observe feeds one event. It returns what the event showed on its own
+// (an empty Finding for nothing) and a Decision when a lineage crosses the threshold
 // (once per incident; later events of a stopped lineage are added to its
 // history and return no decision).
-func (d *Detector) Observe(ev Event) (*Decision, string) {
+func (d *Detector) Observe(ev Event) (*Decision, Finding) {
 	var f Finding
 	switch ev.Op {
 	case Write:
@@ -230,14 +239,14 @@ func (d *Detector) Observe(ev Event) (*Decision, string) {
 		}
 	}
 	var best *node
-	finding := ""
+	var finding Finding
 	for i, a := range ev.Lineage {
 		if d.cfg.Exempt != nil && d.cfg.Exempt(a) {
 			break // an exempt process and all its ancestors are out of scope
 		}
 		n := d.node(a, ev.Time)
-		if name := d.apply(n, &ev, f); i == 0 {
-			finding = name
+		if got := d.apply(n, &ev, f); i == 0 {
+			finding = got
 		}
 		if n.stopped != "" {
 			return nil, finding // already being stopped: history recorded above
@@ -288,7 +297,7 @@ func (d *Detector) evict() {
 	}
 }
 
-func (d *Detector) apply(n *node, ev *Event, f Finding) string {
+func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 	dir := path.Dir(ev.Path)
 	switch ev.Op {
 	case Write:
@@ -310,7 +319,7 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 			if !dirs[dir] {
 				dirs[dir] = true
 				if len(dirs) >= 3 {
-					f = Finding{Name: "same-note-in-many-folders", Weight: 1}
+					f = Finding{Name: NoteIndicator, Weight: 1}
 				}
 			}
 		}
@@ -345,7 +354,7 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) string {
 		n.history = append(n.history, Record{Time: ev.Time, Op: ev.Op, Path: ev.Path, NewPath: ev.NewPath,
 			PreHash: ev.PreHash, PostHash: ev.PostHash, Finding: f.Name, PID: pid})
 	}
-	return f.Name
+	return f
 }
 
 // pairedCopy reports whether the actor wrote a random new file named after

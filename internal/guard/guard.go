@@ -76,6 +76,7 @@ type Guard struct {
 	workers     sync.WaitGroup
 	rescanMu    sync.Mutex
 	ignoreMarks bool
+	liveIgnores int // ignore marks placed since the last flush
 }
 
 // Stats counts what the guard did.
@@ -221,6 +222,9 @@ func (g *Guard) Run(ctx context.Context) error {
 
 	start := time.Now()
 	n, err := g.baseline(ctx)
+	if err == nil {
+		err = g.vault.Flush() // armed means every baseline row is committed
+	}
 	if err != nil {
 		stopLoop()
 		wake.Wake()

@@ -163,9 +163,17 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 		}
 		g.stats.CatchUps++
 	}
+	if s.seq > g.vault.Committed() {
+		// The version is in the vault but its index row is still queued:
+		// commit it before the opener can destroy the file.
+		if err := g.vault.Flush(); err != nil {
+			g.cfg.Log.Error("committing the vault index", "err", err)
+		}
+	}
 	if g.ignoreMarks && time.Now().After(g.hotUntil) && s.matches(st) {
 		if err := g.perm.IgnoreUntilModified(int(ev.Fd), fanotify.OpenPerm); err == nil {
 			g.stats.Ignored++
+			g.liveIgnores++
 		}
 	}
 	return true
@@ -244,7 +252,7 @@ func (g *Guard) handleCloseWrite(ev *fanotify.Event) {
 // observe feeds the detector and acts on its decision.
 func (g *Guard) observe(ev detector.Event) {
 	d, finding := g.det.Observe(ev)
-	if finding != "" {
+	if finding.Alarming() {
 		g.heat()
 	}
 	if d != nil {
@@ -257,7 +265,7 @@ func (g *Guard) observe(ev detector.Event) {
 func (g *Guard) heat() {
 	wasCold := time.Now().After(g.hotUntil)
 	g.hotUntil = time.Now().Add(hotFor)
-	if !wasCold || g.stats.Ignored == 0 {
+	if !wasCold || g.liveIgnores == 0 {
 		return
 	}
 	if err := g.perm.FlushInodeMarks(); err != nil {
@@ -269,7 +277,7 @@ func (g *Guard) heat() {
 			g.cfg.Log.Error("re-marking", "dir", d, "err", err)
 		}
 	}
-	g.stats.Ignored = 0
+	g.liveIgnores = 0
 }
 
 func (g *Guard) lineage(pid int) []detector.Actor {
@@ -312,7 +320,7 @@ func (g *Guard) handleDirent(ev *fanotify.Event) {
 		}
 		s, had := g.files.removePath(p)
 		if had {
-			g.vault.Add(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "delete"})
+			g.vault.Queue(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "delete"})
 		}
 		if pid != g.self {
 			g.observe(detector.Event{Time: now, Lineage: g.lineage(pid), Op: detector.Delete, Path: p,
@@ -349,12 +357,12 @@ func (g *Guard) rename(from, to string, isDir bool, pid int, now time.Time) {
 		if isDir {
 			g.tree.remove(from)
 			for _, p := range g.files.removePrefix(from) {
-				g.vault.Add(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
+				g.vault.Queue(vault.Version{Path: p, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
 			}
 			return
 		}
 		if s, had := g.files.removePath(from); had {
-			g.vault.Add(vault.Version{Path: from, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
+			g.vault.Queue(vault.Version{Path: from, Time: now, Kind: vault.Deleted, Reason: "moved-out"})
 			g.observe(detector.Event{Time: now, Lineage: g.lineage(pid), Op: detector.Delete, Path: from, Preserved: true, PreHash: s.hash})
 		}
 		return
@@ -366,7 +374,7 @@ func (g *Guard) rename(from, to string, isDir bool, pid int, now time.Time) {
 	if replaced && !isDir {
 		g.files.removePath(to)
 	}
-	moved, states := g.files.movePrefix(from, to)
+	moved, states := g.files.move(from, to, isDir)
 	var rows []vault.Version
 	for i, m := range moved {
 		s := states[i]
@@ -376,7 +384,7 @@ func (g *Guard) rename(from, to string, isDir bool, pid int, now time.Time) {
 				UID: s.uid, GID: s.gid, MTime: time.Unix(0, s.mtime), Reason: "rename"})
 	}
 	if len(rows) > 0 {
-		g.vault.Add(rows...)
+		g.vault.Queue(rows...)
 	}
 	if isDir || pid == g.self {
 		return

@@ -20,63 +20,50 @@ import (
 // offset 0, so descriptors handed over by fanotify (which never raise
 // events themselves) can be used as they are.
 func (g *Guard) preserve(fd int, path, reason, actorID, exe string) (fileState, error) {
-	st, err := fstat(fd)
-	if err != nil {
-		return fileState{}, err
-	}
-	if !isRegular(st) {
-		return fileState{}, nil
-	}
-	k := statKey(st)
-	if s, ok := g.files.get(k); ok && s.matches(st) && s.path == path {
+	for attempt := 0; ; attempt++ {
+		st, err := fstat(fd)
+		if err != nil {
+			return fileState{}, err
+		}
+		if !isRegular(st) {
+			return fileState{}, nil
+		}
+		k := statKey(st)
+		prev, known := g.files.get(k)
+		if known && prev.matches(st) && prev.path == path {
+			return prev, nil
+		}
+		hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
+		if err != nil {
+			return fileState{}, err
+		}
+		s := stateOf(path, hash, st)
+		if after, err := fstat(fd); err == nil && !s.matches(after) && attempt == 0 {
+			// Written while we read: what we stored may be torn. Read once
+			// more; a writer still at work will close-write again anyway.
+			continue
+		}
+		// Only a baseline or rescan may meet a version an earlier run
+		// already recorded; a close-write is new by definition.
+		rerun := !known && (reason == "baseline" || reason == "rescan")
+		s.seq = g.record(s, rerun, reason, actorID, exe)
+		g.files.put(k, s)
 		return s, nil
 	}
-	hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
-	if err != nil {
-		return fileState{}, err
-	}
-	after, err := fstat(fd)
-	if err != nil {
-		return fileState{}, err
-	}
-	s := stateOf(path, hash, st)
-	if !s.matches(after) {
-		// Written while we read: what we stored may be torn. Store what is
-		// there now; a writer still at work will close-write again.
-		return g.preserveOnce(fd, path, reason, actorID, exe)
-	}
-	if err := g.record(s, reason, actorID, exe); err != nil {
-		return fileState{}, err
-	}
-	g.files.put(k, s)
-	return s, nil
 }
 
-// preserveOnce stores without the torn-read retry (used by that retry).
-func (g *Guard) preserveOnce(fd int, path, reason, actorID, exe string) (fileState, error) {
-	st, err := fstat(fd)
-	if err != nil {
-		return fileState{}, err
+// record queues a content row and returns its sequence number (0 when no
+// row was needed). When the guard knew nothing of the inode (baseline,
+// rescan: the vault may hold it from an earlier run), it first checks that
+// the newest row of path is not the same version already.
+func (g *Guard) record(s fileState, checkIndex bool, reason, actorID, exe string) uint64 {
+	if checkIndex {
+		if last, err := g.vault.Latest(s.path, time.Time{}); err == nil && last.Kind == vault.Content && last.Hash == s.hash &&
+			last.Mode == os.FileMode(s.mode) && last.MTime.UnixNano() == s.mtime {
+			return 0
+		}
 	}
-	hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
-	if err != nil {
-		return fileState{}, err
-	}
-	s := stateOf(path, hash, st)
-	if err := g.record(s, reason, actorID, exe); err != nil {
-		return fileState{}, err
-	}
-	g.files.put(statKey(st), s)
-	return s, nil
-}
-
-// record adds a content row unless the newest row of path already has this hash.
-func (g *Guard) record(s fileState, reason, actorID, exe string) error {
-	if last, err := g.vault.Latest(s.path, time.Time{}); err == nil && last.Kind == vault.Content && last.Hash == s.hash &&
-		last.Mode == os.FileMode(s.mode) && last.MTime.UnixNano() == s.mtime {
-		return nil
-	}
-	return g.vault.Add(vault.Version{Path: s.path, Time: time.Now(), Kind: vault.Content, Hash: s.hash, Size: s.size,
+	return g.vault.Queue(vault.Version{Path: s.path, Time: time.Now(), Kind: vault.Content, Hash: s.hash, Size: s.size,
 		Mode: os.FileMode(s.mode), UID: s.uid, GID: s.gid, MTime: time.Unix(0, s.mtime), Actor: actorID, Exe: exe, Reason: reason})
 }
 

@@ -2,12 +2,13 @@ package guard
 
 import (
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/killswitch-dev/killswitch/internal/vault"
 )
 
 // tree maps fanotify directory keys to paths and back.
@@ -38,7 +39,7 @@ func (t *tree) move(from, to string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for dir, key := range t.byDir {
-		if dir == from || strings.HasPrefix(dir, from+"/") {
+		if vault.Under(dir, from) {
 			nd := to + dir[len(from):]
 			delete(t.byDir, dir)
 			t.byDir[nd] = key
@@ -52,7 +53,7 @@ func (t *tree) remove(dir string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for d, key := range t.byDir {
-		if d == dir || strings.HasPrefix(d, dir+"/") {
+		if vault.Under(d, dir) {
 			delete(t.byDir, d)
 			delete(t.byKey, key)
 		}
@@ -94,6 +95,7 @@ type fileState struct {
 	ctime    int64
 	mode     uint32
 	uid, gid int
+	seq      uint64 // the vault row's sequence number (see vault.Queue)
 }
 
 func statKey(st *unix.Stat_t) fileKey { return fileKey{uint64(st.Dev), st.Ino} }
@@ -165,13 +167,25 @@ func (f *fileTable) removePath(p string) (fileState, bool) {
 	return s, true
 }
 
-// movePrefix renames every path equal to from or under it; it returns the
-// old and new paths with their states.
-func (f *fileTable) movePrefix(from, to string) (moved [][2]string, states []fileState) {
+// move renames a file, or for a directory every path under it; it returns
+// the old and new paths with their states.
+func (f *fileTable) move(from, to string, isDir bool) (moved [][2]string, states []fileState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if !isDir {
+		k, ok := f.byPath[from]
+		if !ok {
+			return nil, nil
+		}
+		delete(f.byPath, from)
+		f.byPath[to] = k
+		s := f.byKey[k]
+		s.path = to
+		f.byKey[k] = s
+		return [][2]string{{from, to}}, []fileState{s}
+	}
 	for p, k := range f.byPath {
-		if p == from || strings.HasPrefix(p, from+"/") {
+		if vault.Under(p, from) {
 			np := to + p[len(from):]
 			delete(f.byPath, p)
 			f.byPath[np] = k
@@ -191,7 +205,7 @@ func (f *fileTable) removePrefix(dir string) []string {
 	defer f.mu.Unlock()
 	var out []string
 	for p, k := range f.byPath {
-		if p == dir || strings.HasPrefix(p, dir+"/") {
+		if vault.Under(p, dir) {
 			delete(f.byPath, p)
 			delete(f.byKey, k)
 			out = append(out, p)

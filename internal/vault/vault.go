@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -66,8 +67,19 @@ type Vault struct {
 	dir string
 	db  *sql.DB
 	enc *zstd.Encoder
-	dec *zstd.Decoder
-	mu  sync.Mutex // serialises index writes (SQLite has one writer anyway)
+	// heads reuses decoders for Head, which the guard calls on every
+	// close-write: building a zstd decoder costs more than decoding 64 KiB.
+	heads sync.Pool
+	mu    sync.Mutex // serialises index writes (SQLite has one writer anyway)
+
+	// Rows waiting for the committer (see Queue).
+	qmu           sync.Mutex
+	queue         []Version
+	queued        uint64
+	committed     atomic.Uint64
+	flushErr      atomic.Pointer[error]
+	stop          chan struct{}
+	committerDone chan struct{}
 }
 
 const schema = `
@@ -135,17 +147,27 @@ func Open(dir string) (*Vault, error) {
 		return nil, fmt.Errorf("vault %s: %w: unknown format %q", dir, ErrCorrupt, format)
 	}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxMemory(1<<34))
-	return &Vault{dir: dir, db: db, enc: enc, dec: dec}, nil
+	v := &Vault{dir: dir, db: db, enc: enc, stop: make(chan struct{}), committerDone: make(chan struct{})}
+	go v.committer()
+	v.heads.New = func() any {
+		d, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
+		return d
+	}
+	return v, nil
 }
 
 // Dir is the vault's directory.
 func (v *Vault) Dir() string { return v.dir }
 
-// Close closes the index.
+// Close commits what is queued and closes the index.
 func (v *Vault) Close() error {
-	v.dec.Close()
-	return v.db.Close()
+	close(v.stop)
+	<-v.committerDone
+	err := v.Flush()
+	if cerr := v.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (v *Vault) blobPath(hash string) string {
@@ -291,23 +313,95 @@ func (r *verifyingReader) Close() error {
 // Head returns up to n bytes of a blob's plaintext (unverified: used for
 // detection samples, never for restore).
 func (v *Vault) Head(hash string, n int) ([]byte, error) {
-	rc, err := v.OpenBlob(hash)
+	if !validHash(hash) {
+		return nil, fmt.Errorf("%w: bad hash %q", ErrCorrupt, hash)
+	}
+	f, err := os.Open(v.blobPath(hash))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", hash[:12], ErrNotFound)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer f.Close()
+	d := v.heads.Get().(*zstd.Decoder)
+	defer v.heads.Put(d)
+	if err := d.Reset(f); err != nil {
+		return nil, fmt.Errorf("blob %s: %w: %w", hash[:12], ErrCorrupt, err)
+	}
 	buf := make([]byte, n)
-	m, err := io.ReadFull(rc.(*verifyingReader).r, buf)
+	m, err := io.ReadFull(d, buf)
 	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = nil
+	}
+	if err != nil {
+		err = fmt.Errorf("blob %s: %w: %w", hash[:12], ErrCorrupt, err)
 	}
 	return buf[:m], err
 }
 
-// Add records versions in one transaction.
+// Add records versions and commits them before it returns.
 func (v *Vault) Add(vs ...Version) error {
+	v.Queue(vs...)
+	return v.Flush()
+}
+
+// Queue records versions without waiting: they are committed, in order,
+// within CommitEvery or by the next Flush. It returns the sequence number
+// of the last row queued; Committed tells when it is on disk.
+func (v *Vault) Queue(vs ...Version) uint64 {
+	v.qmu.Lock()
+	defer v.qmu.Unlock()
+	v.queue = append(v.queue, vs...)
+	v.queued += uint64(len(vs))
+	return v.queued
+}
+
+// Committed returns the sequence number of the last committed row.
+func (v *Vault) Committed() uint64 { return v.committed.Load() }
+
+// CommitEvery bounds how long a queued row waits for its transaction.
+const CommitEvery = 10 * time.Millisecond
+
+func (v *Vault) committer() {
+	defer close(v.committerDone)
+	t := time.NewTicker(CommitEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.stop:
+			return
+		case <-t.C:
+			if err := v.Flush(); err != nil {
+				v.flushErr.Store(&err)
+			}
+		}
+	}
+}
+
+// Flush commits every queued row in one transaction.
+func (v *Vault) Flush() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.qmu.Lock()
+	rows, upTo := v.queue, v.queued
+	v.queue = nil
+	v.qmu.Unlock()
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := v.insert(rows); err != nil {
+		// Put them back in front so that nothing is dropped; a later flush retries.
+		v.qmu.Lock()
+		v.queue = append(rows, v.queue...)
+		v.qmu.Unlock()
+		return err
+	}
+	v.committed.Store(upTo)
+	return nil
+}
+
+func (v *Vault) insert(vs []Version) error {
 	tx, err := v.db.Begin()
 	if err != nil {
 		return fmt.Errorf("vault index: %w", err)
@@ -360,6 +454,9 @@ func scan(rows interface{ Scan(...any) error }) (Version, error) {
 }
 
 func (v *Vault) query(q string, args ...any) ([]Version, error) {
+	if err := v.Flush(); err != nil { // read your own writes
+		return nil, err
+	}
 	rows, err := v.db.Query(q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("vault index: %w", err)
