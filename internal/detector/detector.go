@@ -104,6 +104,7 @@ type node struct {
 	damaged    map[string]bool
 	indicators map[string]int
 	randomNew  map[string][]string        // dir -> names of random new files it wrote
+	destroyed  map[string]bool            // originals it deleted or replaced, not yet paired
 	notes      map[string]map[string]bool // small text hash -> dirs
 	history    []Record
 	first      time.Time
@@ -150,6 +151,14 @@ const NoteIndicator = "same-note-in-many-folders"
 // benign software also makes on its own (templates copied to many folders).
 // The guard watches every open closely for a while after an alarming one.
 func (f Finding) Alarming() bool { return f.Name != "" && f.Name != NoteIndicator }
+
+// NeedsPre reports whether judging a write of post to an existing file
+// depends on the file's previous content. Plain text that hides no random
+// payload is judged benign on its own, which spares the guard a read of the
+// vault on every save of a document or log.
+func NeedsPre(post []byte) bool {
+	return len(post) == 0 || content.Detect(post) != content.Text || content.Hidden(post)
+}
 
 // judgeWrite scores a write on its own; indicators that need memory
 // (pairing a random copy with a deleted original, notes) are in apply.
@@ -269,7 +278,7 @@ func (d *Detector) node(a Actor, now time.Time) *node {
 			d.evict()
 		}
 		n = &node{actor: a, at: now, damaged: map[string]bool{}, indicators: map[string]int{},
-			randomNew: map[string][]string{}, notes: map[string]map[string]bool{}}
+			randomNew: map[string][]string{}, destroyed: map[string]bool{}, notes: map[string]map[string]bool{}}
 		d.nodes[a.ID] = n
 	}
 	if dt := now.Sub(n.at); dt > 0 && d.cfg.HalfLife > 0 {
@@ -297,14 +306,23 @@ func (d *Detector) evict() {
 	}
 }
 
+// apply adds one event to an actor's state. The kernel reports a file's
+// close-write and its renames and deletes on two queues, so a random copy
+// and the destruction of the original it is named after may arrive in
+// either order: both orders pair up.
 func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 	dir := path.Dir(ev.Path)
+	var paired Finding
+	pairedTarget := ""
 	switch ev.Op {
 	case Write:
 		if f.Name == "new-file-random" || f.Name == "new-file-encrypted" || f.Name == "new-file-encoded-random" ||
 			strings.HasPrefix(f.Name, "new-file-fake-") {
 			if names := n.randomNew[dir]; len(names) < 256 {
 				n.randomNew[dir] = append(names, path.Base(ev.Path))
+			}
+			if orig, ok := n.takeDestroyed(ev.Path); ok {
+				paired, pairedTarget = Finding{Name: "original-destroyed-for-random-copy", Weight: 0.5, Damaged: true}, orig
 			}
 		}
 		if ev.Pre == nil && len(ev.Post) > 0 && len(ev.Post) <= 8192 && content.Detect(ev.Post) == content.Text && ev.PostHash != "" {
@@ -324,28 +342,26 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 			}
 		}
 	case Delete:
-		if ev.Preserved && n.pairedCopy(ev.Path) {
+		switch {
+		case ev.Preserved && n.pairedCopy(ev.Path):
 			f = Finding{Name: "original-deleted-after-random-copy", Weight: 0.5, Damaged: true}
+		case ev.Preserved:
+			n.noteDestroyed(ev.Path)
 		}
 	case Rename:
-		if ev.Replaced && n.pairedCopy(ev.NewPath) || ev.Replaced && d.isRandomNew(n, ev.Path) {
+		switch {
+		case ev.Replaced && (n.pairedCopy(ev.NewPath) || d.isRandomNew(n, ev.Path)):
 			f = Finding{Name: "original-replaced-by-random-copy", Weight: 0.5, Damaged: true}
+		case ev.Replaced:
+			n.noteDestroyed(ev.NewPath)
 		}
 	}
-	if f.Name != "" {
-		if n.first.IsZero() {
-			n.first = ev.Time
-		}
-		n.score += f.Weight
-		n.indicators[f.Name]++
-		if f.Damaged {
-			target := ev.Path
-			if ev.Op == Rename {
-				target = ev.NewPath
-			}
-			n.damaged[target] = true
-		}
+	target := ev.Path
+	if ev.Op == Rename {
+		target = ev.NewPath
 	}
+	n.count(f, target, ev.Time)
+	n.count(paired, pairedTarget, ev.Time)
 	if len(n.history) < maxHistory {
 		pid := 0
 		if len(ev.Lineage) > 0 {
@@ -354,7 +370,51 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 		n.history = append(n.history, Record{Time: ev.Time, Op: ev.Op, Path: ev.Path, NewPath: ev.NewPath,
 			PreHash: ev.PreHash, PostHash: ev.PostHash, Finding: f.Name, PID: pid})
 	}
+	if f.Name == "" {
+		return paired
+	}
 	return f
+}
+
+func (n *node) count(f Finding, target string, t time.Time) {
+	if f.Name == "" {
+		return
+	}
+	if n.first.IsZero() {
+		n.first = t
+	}
+	n.score += f.Weight
+	n.indicators[f.Name]++
+	if f.Damaged {
+		n.damaged[target] = true
+	}
+}
+
+// noteDestroyed remembers a preserved original that the actor deleted or
+// replaced before any random copy of it was seen.
+func (n *node) noteDestroyed(p string) {
+	if len(n.destroyed) >= 4096 {
+		clear(n.destroyed)
+	}
+	n.destroyed[p] = true
+}
+
+// takeDestroyed finds (and forgets) the destroyed original that the random
+// new file p is a copy of: the same path (renamed over it) or a name that
+// p's name extends (a.docx -> a.docx.WNCRY).
+func (n *node) takeDestroyed(p string) (string, bool) {
+	if n.destroyed[p] {
+		delete(n.destroyed, p)
+		return p, true
+	}
+	dir, base := path.Dir(p), path.Base(p)
+	for orig := range n.destroyed {
+		if path.Dir(orig) == dir && strings.HasPrefix(base, path.Base(orig)+".") {
+			delete(n.destroyed, orig)
+			return orig, true
+		}
+	}
+	return "", false
 }
 
 // pairedCopy reports whether the actor wrote a random new file named after

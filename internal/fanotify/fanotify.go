@@ -110,11 +110,13 @@ func (g *Group) IgnoreUntilModified(fd int, mask uint64) error {
 	return nil
 }
 
-// FlushInodeMarks removes every inode mark of the group, directory marks and
-// ignore marks alike. The caller re-marks its directories afterwards.
-func (g *Group) FlushInodeMarks() error {
-	if err := unix.FanotifyMark(g.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
-		return fmt.Errorf("fanotify_mark flush: %w", err)
+// StopIgnoring removes the ignore mark of the file at path (no error if
+// there is none or the file is gone). Unlike FAN_MARK_FLUSH it leaves the
+// directory marks in place, so no event is lost while it runs.
+func (g *Group) StopIgnoring(path string, mask uint64) error {
+	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_DONT_FOLLOW, mask, unix.AT_FDCWD, path)
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("fanotify_mark remove ignore %s: %w", path, err)
 	}
 	return nil
 }

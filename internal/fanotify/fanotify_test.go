@@ -234,3 +234,36 @@ func listenAndNeverAnswer(dir string) {
 	os.Stdout.WriteString("marked")
 	time.Sleep(time.Hour) // hold every permission event until killed
 }
+
+func TestStopIgnoringKeepsDirectoryMark(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := newGroup(t, Permission, dir, PermMask)
+	done := make(chan error, 1)
+	go func() { _, err := os.ReadFile(p); done <- err }()
+	answer(t, g, false, func(e Event) bool {
+		if e.Mask&OpenPerm != 0 {
+			if err := g.IgnoreUntilModified(int(e.Fd), OpenPerm); err != nil {
+				t.Fatal(err)
+			}
+			return true
+		}
+		return false
+	})
+	<-done
+	if err := g.StopIgnoring(p, OpenPerm); err != nil {
+		t.Fatal(err)
+	}
+	// The next open asks again: the directory mark is still there.
+	go func() { _, err := os.ReadFile(p); done <- err }()
+	answer(t, g, false, func(e Event) bool { return e.Mask&OpenPerm != 0 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := g.StopIgnoring(filepath.Join(dir, "missing"), OpenPerm); err != nil {
+		t.Fatalf("removing the ignore mark of a missing file: %v", err)
+	}
+}

@@ -76,7 +76,8 @@ type Guard struct {
 	workers     sync.WaitGroup
 	rescanMu    sync.Mutex
 	ignoreMarks bool
-	liveIgnores int // ignore marks placed since the last flush
+	ignored     map[fileKey]string // ignore marks placed (path when placed)
+	sampleBuf   []byte             // the loop's read buffer for content samples
 }
 
 // Stats counts what the guard did.
@@ -135,7 +136,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Detector = detector.DefaultConfig()
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
-		frozen: map[int]string{}, protected: map[int]bool{1: true},
+		frozen: map[int]string{}, ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
 		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), ignoreMarks: true}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {

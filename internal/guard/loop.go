@@ -2,7 +2,8 @@ package guard
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,10 @@ import (
 // so that every open of a suspect goes through the permission path.
 const hotFor = time.Minute
 
+// maxIgnored bounds the ignore marks the guard keeps track of (and so
+// the work of removing them all when it heats up).
+const maxIgnored = 1 << 17
+
 // maxLatencySamples bounds the latency record.
 const maxLatencySamples = 1 << 20
 
@@ -38,9 +43,11 @@ func (g *Guard) loop(ctx context.Context, wake *waker) error {
 		if err != nil {
 			return err
 		}
-		// Directory-entry events first: they were queued before any
-		// permission event that we are about to answer.
-		evsD = g.drainDirent(bufD, evsD)
+		// Permission-group events in their order; before answering an open,
+		// the directory events queued so far are handled, so that the
+		// opener's earlier deletes and renames are judged first. (Draining
+		// them before the whole batch instead would judge a rename before
+		// the close-write of the file it moves.)
 		if ready[0] {
 			evsP, err = g.perm.TryRead(bufP, evsP)
 			if err != nil {
@@ -55,6 +62,7 @@ func (g *Guard) loop(ctx context.Context, wake *waker) error {
 				ev.CloseFD()
 			}
 		}
+		evsD = g.drainDirent(bufD, evsD)
 		g.flushIncidents(false)
 	}
 }
@@ -170,10 +178,10 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 			g.cfg.Log.Error("committing the vault index", "err", err)
 		}
 	}
-	if g.ignoreMarks && time.Now().After(g.hotUntil) && s.matches(st) {
+	if g.ignoreMarks && time.Now().After(g.hotUntil) && s.matches(st) && len(g.ignored) < maxIgnored {
 		if err := g.perm.IgnoreUntilModified(int(ev.Fd), fanotify.OpenPerm); err == nil {
 			g.stats.Ignored++
-			g.liveIgnores++
+			g.ignored[statKey(st)] = s.path // to remove it if the guard heats up
 		}
 	}
 	return true
@@ -220,9 +228,9 @@ func (g *Guard) handleCloseWrite(ev *fanotify.Event) {
 	if hadPrev && prev.size == 0 {
 		hadPrev = false // an empty file had nothing to lose: this is new content
 	}
-	post := sample(int(ev.Fd))
+	post := g.sample(int(ev.Fd))
 	var pre []byte
-	if hadPrev && prev.hash != "" {
+	if hadPrev && prev.hash != "" && detector.NeedsPre(post) {
 		pre, _ = g.vault.Head(prev.hash, content.SampleSize)
 	}
 	dev := detector.Event{Time: time.Now(), Lineage: lineage, Op: detector.Write, Path: p,
@@ -230,16 +238,18 @@ func (g *Guard) handleCloseWrite(ev *fanotify.Event) {
 	if hadPrev {
 		dev.PreHash = prev.hash
 		if pre == nil {
-			dev.Pre = []byte{} // preserved but unreadable: still an existing file
+			dev.Pre = []byte{} // an existing file whose old content the verdict does not need
 		}
 	}
-	// Small files: the sample is the whole file, store it now.
-	if st.Size <= int64(len(post)) && int64(len(post)) == st.Size {
-		s, err := g.preserve(int(ev.Fd), p, "close-write", actorID, exe)
-		if err == nil {
-			dev.PostHash = s.hash
-		}
-	} else if fd, err := unix.Dup(int(ev.Fd)); err == nil {
+	if int64(len(post)) == st.Size {
+		// The sample is the whole file: its hash is the one the vault will
+		// store (ransom notes are recognised by it).
+		sum := sha256.Sum256(post)
+		dev.PostHash = hex.EncodeToString(sum[:])
+	}
+	// The vault copy is made by a worker, in parallel with the loop; the
+	// permission path catches up if the file is opened before that.
+	if fd, err := unix.Dup(int(ev.Fd)); err == nil {
 		select {
 		case g.snapshots <- snapJob{fd: fd, path: p, actorID: actorID, exe: exe}:
 		default:
@@ -261,23 +271,21 @@ func (g *Guard) observe(ev detector.Event) {
 }
 
 // heat turns off ignore marks while something suspicious is going on:
-// existing marks are flushed so that every open asks again.
+// the ones in place are removed one by one (FAN_MARK_FLUSH would also drop
+// the directory marks, and events would be lost until they were back), so
+// that every open asks again.
 func (g *Guard) heat() {
 	wasCold := time.Now().After(g.hotUntil)
 	g.hotUntil = time.Now().Add(hotFor)
-	if !wasCold || g.liveIgnores == 0 {
+	if !wasCold {
 		return
 	}
-	if err := g.perm.FlushInodeMarks(); err != nil {
-		g.cfg.Log.Error("flushing ignore marks", "err", err)
-		return
-	}
-	for _, d := range g.tree.dirs() {
-		if err := g.perm.MarkDir(d, fanotify.PermMask); err != nil && !errors.Is(err, unix.ENOENT) {
-			g.cfg.Log.Error("re-marking", "dir", d, "err", err)
+	for k, p := range g.ignored {
+		if err := g.perm.StopIgnoring(p, fanotify.OpenPerm); err != nil {
+			g.cfg.Log.Warn("removing an ignore mark", "path", p, "err", err)
 		}
+		delete(g.ignored, k)
 	}
-	g.liveIgnores = 0
 }
 
 func (g *Guard) lineage(pid int) []detector.Actor {

@@ -84,14 +84,17 @@ func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// sample reads the head of an open file for the detector.
-func sample(fd int) []byte {
-	buf := make([]byte, content.SampleSize)
-	n, _ := unix.Pread(fd, buf, 0)
+// sample reads the head of an open file for the detector, into a buffer
+// the loop reuses (the detector keeps no reference to it).
+func (g *Guard) sample(fd int) []byte {
+	if g.sampleBuf == nil {
+		g.sampleBuf = make([]byte, content.SampleSize)
+	}
+	n, _ := unix.Pread(fd, g.sampleBuf, 0)
 	if n < 0 {
 		n = 0
 	}
-	return buf[:n]
+	return g.sampleBuf[:n]
 }
 
 // baseline preserves every file of the protected trees, reporting progress.
