@@ -71,7 +71,7 @@ type Config struct {
 
 // DefaultConfig stops at three files' worth of damage.
 func DefaultConfig() Config {
-	return Config{Threshold: 3, MinFiles: 2, HalfLife: 30 * time.Minute}
+	return Config{Threshold: 3, MinFiles: 2, HalfLife: 2 * time.Hour}
 }
 
 // Record is one event kept in an actor's history for the incident.
@@ -111,8 +111,13 @@ type node struct {
 	stopped    string // incident id once stopped
 }
 
-// maxHistory bounds what one actor remembers for its incident.
-const maxHistory = 100000
+// maxHistory bounds what one actor remembers for its incident, and
+// maxTotalHistory what all actors remember together: past it, the histories
+// of actors with no finding at all are dropped (they are nobody's incident).
+const (
+	maxHistory      = 100000
+	maxTotalHistory = 1000000
+)
 
 // maxNodes bounds memory: the least recently active are forgotten.
 const maxNodes = 50000
@@ -122,6 +127,7 @@ type Detector struct {
 	cfg      Config
 	nodes    map[string]*node
 	knownExt map[string]bool
+	history  int // records held by all nodes
 }
 
 // New returns a detector.
@@ -302,6 +308,7 @@ func (d *Detector) evict() {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
 	for _, e := range all[:len(all)/2] {
+		d.history -= len(d.nodes[e.id].history)
 		delete(d.nodes, e.id)
 	}
 }
@@ -362,7 +369,11 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 	}
 	n.count(f, target, ev.Time)
 	n.count(paired, pairedTarget, ev.Time)
+	if d.history >= maxTotalHistory {
+		d.dropQuietHistories()
+	}
 	if len(n.history) < maxHistory {
+		d.history++
 		pid := 0
 		if len(ev.Lineage) > 0 {
 			pid = ev.Lineage[0].PID
@@ -375,6 +386,18 @@ func (d *Detector) apply(n *node, ev *Event, f Finding) Finding {
 	}
 	return f
 }
+
+func (d *Detector) dropQuietHistories() {
+	for _, n := range d.nodes {
+		if n.first.IsZero() && n.stopped == "" {
+			d.history -= len(n.history)
+			n.history = nil
+		}
+	}
+}
+
+// Memory reports how many history records the detector holds.
+func (d *Detector) Memory() int { return d.history }
 
 func (n *node) count(f Finding, target string, t time.Time) {
 	if f.Name == "" {
@@ -468,4 +491,9 @@ func (d *Detector) History(actorID string) []Record {
 }
 
 // Forget drops an actor's state (its process tree is gone).
-func (d *Detector) Forget(actorID string) { delete(d.nodes, actorID) }
+func (d *Detector) Forget(actorID string) {
+	if n, ok := d.nodes[actorID]; ok {
+		d.history -= len(n.history)
+		delete(d.nodes, actorID)
+	}
+}
