@@ -267,3 +267,40 @@ func TestStopIgnoringKeepsDirectoryMark(t *testing.T) {
 		t.Fatalf("removing the ignore mark of a missing file: %v", err)
 	}
 }
+
+// TestQueueOverflowIsReported: when nobody reads, the kernel's bounded
+// queue fills and a QueueOverflow event stands for what was dropped.
+func TestQueueOverflowIsReported(t *testing.T) {
+	dir := t.TempDir()
+	g := newGroup(t, Dirent, dir, DirentMask)
+	limit := 16384
+	if b, err := os.ReadFile("/proc/sys/fs/fanotify/max_queued_events"); err == nil {
+		limit, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	for i := 0; i < limit+100; i++ { // a create and a delete each
+		p := filepath.Join(dir, "f"+strconv.Itoa(i))
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(p)
+	}
+	buf := make([]byte, 1<<20)
+	var evs []Event
+	total := 0
+	for {
+		var err error
+		evs, err = g.TryRead(buf, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			t.Fatalf("read %d events and no overflow (queue limit %d)", total, limit)
+		}
+		total += len(evs)
+		for _, e := range evs {
+			if e.Mask&QueueOverflow != 0 {
+				return
+			}
+		}
+	}
+}

@@ -150,14 +150,18 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 	if _, ok := g.frozen[pid]; ok {
 		return false
 	}
+	// Learn who the opener is while it is certainly alive (it is waiting
+	// for us): a short-lived writer, one process per file, may be gone by
+	// the time its close-write is judged.
+	g.actors.Lineage(pid)
 	st, err := fstat(int(ev.Fd))
 	if err != nil || !isRegular(st) {
 		return true
 	}
-	s, ok := g.files.get(statKey(st))
-	if st.Size == 0 && !ok {
-		return true // nothing to lose; a new file being created
+	if st.Size == 0 {
+		return true // nothing to lose (a new file, or one already emptied)
 	}
+	s, ok := g.files.get(statKey(st))
 	if !ok || !s.matches(st) {
 		// Stale or unknown: catch up before the opener can change it.
 		p, err := fanotify.FDPath(ev.Fd)

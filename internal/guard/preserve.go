@@ -47,7 +47,12 @@ func (g *Guard) preserve(fd int, path, reason, actorID, exe string) (fileState, 
 		// already recorded; a close-write is new by definition.
 		rerun := !known && (reason == "baseline" || reason == "rescan")
 		s.seq = g.record(s, rerun, reason, actorID, exe)
-		g.files.put(k, s)
+		if st.Nlink > 0 {
+			// A file deleted since its close-write keeps its version in the
+			// vault, but no place in the table of current files (its inode
+			// number may already belong to another file).
+			g.files.put(k, s)
+		}
 		return s, nil
 	}
 }
