@@ -18,6 +18,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	vaultDir := fs.String("vault", defaultVault, "vault folder (outside the protected folders)")
 	alerts := fs.String("alerts", "-", "file to append alerts to as ECS JSON Lines ('-' for stdout)")
 	jsonLogs := fs.Bool("json", false, "write logs on stderr as JSON Lines")
+	blockExec := fs.Bool("block-exec", true, "after stopping an attack, deny every further execution of its binary (never a system binary under /usr, /bin, /sbin, /lib)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -47,7 +48,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		aw = f
 	}
 	g, err := guard.New(guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
-		Progress: stderr, Ready: func() { notifyReady(log) }})
+		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }})
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,16 @@ func (g *Group) MarkDir(path string, mask uint64) error {
 	return nil
 }
 
+// MarkMount marks the whole mount that holds path (used to see every
+// execution of a blocked binary, wherever it is run from).
+func (g *Group) MarkMount(path string, mask uint64) error {
+	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, mask, unix.AT_FDCWD, path)
+	if err != nil {
+		return fmt.Errorf("fanotify_mark mount %s: %w", path, err)
+	}
+	return nil
+}
+
 // UnmarkDir removes a directory's mark (the directory left the protected tree).
 func (g *Group) UnmarkDir(path string, mask uint64) error {
 	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, mask, unix.AT_FDCWD, path)

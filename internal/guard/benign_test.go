@@ -26,7 +26,7 @@ func armed(t *testing.T) (dir string, incidents chan vault.Incident, stop func()
 	os.Mkdir(dir, 0o755)
 	incidents = make(chan vault.Incident, 16)
 	ready := make(chan struct{})
-	g, err := New(Config{Roots: []string{dir}, VaultDir: filepath.Join(base, "vault"), Alerts: alert.NewWriter(io.Discard),
+	g, err := New(Config{Roots: []string{dir}, VaultDir: filepath.Join(base, "vault"), Alerts: alert.NewWriter(io.Discard), BlockExec: true,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) },
 		OnIncident: func(i vault.Incident) { incidents <- i }})
 	if err != nil {

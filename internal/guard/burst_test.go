@@ -129,7 +129,6 @@ type syncWriter struct{ w io.Writer }
 
 func (s *syncWriter) Write(p []byte) (int, error) { return s.w.Write(p) }
 
-
 func burstIterations() int {
 	if n, err := strconv.Atoi(os.Getenv("KILLSWITCH_BURST_ITERATIONS")); err == nil {
 		return n

@@ -40,6 +40,9 @@ type Config struct {
 	Ready func()
 	// OnIncident is called after each incident is recorded (drill, tests).
 	OnIncident func(vault.Incident)
+	// BlockExec denies, for the guard's lifetime, every further execution
+	// of a binary whose process tree was stopped.
+	BlockExec bool
 	// Trusted lists executables whose restore, incidents and vault
 	// subcommands may open the vault; this process's own binary always may.
 	Trusted []string
@@ -77,6 +80,8 @@ type Guard struct {
 	rescanMu    sync.Mutex
 	ignoreMarks bool
 	ignored     map[fileKey]string // ignore marks placed (path when placed)
+	blocked     map[fileKey]string // executables denied (path)
+	execMounts  map[uint64]bool    // devices whose mount has an exec mark
 	sampleBuf   []byte             // the loop's read buffer for content samples
 }
 
@@ -136,7 +141,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Detector = detector.DefaultConfig()
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
-		frozen: map[int]string{}, ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
+		frozen: map[int]string{}, ignored: map[fileKey]string{}, blocked: map[fileKey]string{}, execMounts: map[uint64]bool{}, protected: map[int]bool{1: true},
 		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), ignoreMarks: true}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {

@@ -1,0 +1,59 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/testenv"
+)
+
+// TestAttackerBinaryIsBlocked: a shell script (run by its own copy of the
+// shell, as a dropped ransomware binary would be) encrypts files with
+// openssl, one process per file. The guard stops the script's process tree
+// and then denies every further execution of that binary.
+func TestAttackerBinaryIsBlocked(t *testing.T) {
+	testenv.RequireTool(t, "openssl")
+	dir, incidents, stop := armed(t)
+	defer stop()
+	for i := 0; i < 20; i++ {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("record-%02d.txt", i)),
+			[]byte(strings.Repeat(fmt.Sprintf("patient %d, ward 3, discharged\n", i), 200)), 0o644)
+	}
+	evil := filepath.Join(t.TempDir(), "wcry")
+	sh, _ := os.ReadFile("/bin/sh")
+	if err := os.WriteFile(evil, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `for f in *.txt; do openssl enc -aes-256-cbc -pbkdf2 -pass pass:x -in "$f" -out "$f.tmp" && mv "$f.tmp" "$f"; done`
+	cmd := exec.Command(evil, "-c", script)
+	cmd.Dir = dir
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the attacker was not killed: %v", err)
+	}
+	select {
+	case inc := <-incidents:
+		t.Logf("incident %s: %v, actor %s", inc.ID, inc.Indicators, inc.Actor.Executable)
+		if inc.Actor.Executable != evil {
+			t.Errorf("stopped %s, want the script's shell %s", inc.Actor.Executable, evil)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no incident")
+	}
+	err = exec.Command(evil, "-c", "true").Run()
+	if !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.EACCES) {
+		t.Fatalf("running the blocked binary again: %v, want permission denied", err)
+	}
+	// Other programs still run.
+	if err := exec.Command("sh", "-c", "true").Run(); err != nil {
+		t.Fatalf("sh blocked too: %v", err)
+	}
+}
