@@ -122,6 +122,7 @@ func FuzzOpenBlob(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(func() { v.Close() })
 	h, _, _ := v.StoreBlob(strings.NewReader("seed content"), 12)
 	good, _ := os.ReadFile(v.blobPath(h))
 	f.Add(good)
