@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
+# Extra workload flags, e.g. WORKLOAD_FLAGS="-files 500 -file-bytes 100000" for a document-sized mix.
+wflags=${WORKLOAD_FLAGS:-}
 out=$(mktemp -d /var/tmp/killswitch-bench-XXXX)
 mnt="$out/mnt"
 cleanup() { mountpoint -q "$mnt" && umount "$mnt"; rm -rf "$out"; }
@@ -24,12 +26,12 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 plain=(); guarded=()
 for r in $(seq "$runs"); do
   freshfs
-  plain+=("$("$out/workload" -dir "$mnt/w")")
+  plain+=("$("$out/workload" $wflags -dir "$mnt/w")")
   freshfs
   "$out/killswitch" guard --vault "$mnt/vault" --alerts "$out/alerts.jsonl" "$mnt/w" 2>"$out/guard.log" &
   gpid=$!
   until grep -q armed "$out/guard.log" 2>/dev/null; do sleep 0.05; done
-  guarded+=("$("$out/workload" -dir "$mnt/w")")
+  guarded+=("$("$out/workload" $wflags -dir "$mnt/w")")
   kill -TERM $gpid; wait $gpid
   grep -o 'perm_p50=[^ ]* perm_p99=[^ ]* perm_events=[^ ]* ignore_marks=[^ ]* catch_ups=[^ ]* close_writes=[^ ]*' "$out/guard.log" >> "$out/lat.txt"
   du -sk "$mnt/vault" | awk '{print $1}' > "$out/vault.kb"
@@ -39,5 +41,5 @@ echo "workload without guard: ${plain[*]} s (median $p)"
 echo "workload with guard:    ${guarded[*]} s (median $g)"
 awk -v p="$p" -v g="$g" 'BEGIN { printf "wall-time ratio: %.3f\n", g/p }'
 echo "permission path per run:"; cat "$out/lat.txt"
-echo "vault size after the last run: $(cat "$out/vault.kb") KiB (the workload writes 200 MiB + 5000 files of 1000 bytes)"
+echo "vault size after the last run: $(cat "$out/vault.kb") KiB (workload flags: ${wflags:-default: 5000 files of 1000 bytes, 200 MiB sequential})"
 echo "alerts during benchmark: $( [ -f "$out/alerts.jsonl" ] && wc -l < "$out/alerts.jsonl" || echo 0)"
