@@ -3,7 +3,6 @@ package guard
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -33,7 +32,7 @@ func (g *Guard) preserve(fd int, path, reason, actorID, exe string) (fileState, 
 		if known && prev.matches(st) && prev.path == path {
 			return prev, nil
 		}
-		hash, _, err := g.vault.StoreBlob(io.NewSectionReader(fdReader(fd), 0, st.Size), st.Size)
+		hash, _, err := g.vault.StoreFD(fd, st.Size)
 		if err != nil {
 			return fileState{}, err
 		}
@@ -70,23 +69,6 @@ func (g *Guard) record(s fileState, checkIndex bool, reason, actorID, exe string
 	}
 	return g.vault.Queue(vault.Version{Path: s.path, Time: time.Now(), Kind: vault.Content, Hash: s.hash, Size: s.size,
 		Mode: os.FileMode(s.mode), UID: s.uid, GID: s.gid, MTime: time.Unix(0, s.mtime), Actor: actorID, Exe: exe, Reason: reason})
-}
-
-// fdReader reads a raw descriptor with pread, never moving its offset.
-type fdReader int
-
-func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
-	n, err := unix.Pread(int(r), p, off)
-	if n < 0 {
-		n = 0
-	}
-	if err == nil && n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	if err == nil && n < len(p) {
-		return n, io.EOF
-	}
-	return n, err
 }
 
 // sample reads the head of an open file for the detector, into a buffer

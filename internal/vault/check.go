@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -45,7 +46,7 @@ func (v *Vault) Check() (Report, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		h := d.Name()
+		h := strings.TrimSuffix(d.Name(), rawSuffix)
 		info, _ := d.Info()
 		if info != nil {
 			r.Bytes += info.Size()
@@ -127,6 +128,10 @@ func (v *Vault) Prune(maxAge time.Duration, maxBytes int64, now time.Time) (remo
 				total -= st.Size()
 			}
 			os.Remove(v.blobPath(x.Hash))
+			if st, err := os.Stat(v.rawPath(x.Hash)); err == nil {
+				total -= st.Size()
+			}
+			os.Remove(v.rawPath(x.Hash))
 		}
 	}
 	return removed, nil

@@ -197,7 +197,7 @@ func (v *Vault) StoreBlob(r io.Reader, size int64) (hash string, n int64, err er
 		}
 		sum := sha256.Sum256(buf.Bytes())
 		hash = hex.EncodeToString(sum[:])
-		if _, err := os.Stat(v.blobPath(hash)); err == nil {
+		if v.hasBlob(hash) {
 			return hash, n, nil
 		}
 		return hash, n, v.writeBlob(hash, func(w io.Writer) error {
@@ -227,7 +227,7 @@ func (v *Vault) StoreBlob(r io.Reader, size int64) (hash string, n int64, err er
 	}
 	hash = hex.EncodeToString(h.Sum(nil))
 	dst := v.blobPath(hash)
-	if _, err := os.Stat(dst); err == nil {
+	if v.hasBlob(hash) {
 		return hash, n, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -268,6 +268,9 @@ func (v *Vault) OpenBlob(hash string) (io.ReadCloser, error) {
 	if !validHash(hash) {
 		return nil, fmt.Errorf("%w: bad hash %q", ErrCorrupt, hash)
 	}
+	if raw, err := os.Open(v.rawPath(hash)); err == nil {
+		return &verifyingReader{r: raw, f: raw, h: sha256.New(), want: hash}, nil
+	}
 	f, err := os.Open(v.blobPath(hash))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("blob %s: %w", hash[:12], ErrNotFound)
@@ -280,12 +283,13 @@ func (v *Vault) OpenBlob(hash string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("blob %s: %w: %w", hash[:12], ErrCorrupt, err)
 	}
-	return &verifyingReader{r: zr, f: f, h: sha256.New(), want: hash}, nil
+	return &verifyingReader{r: zr, f: f, done: zr.Close, h: sha256.New(), want: hash}, nil
 }
 
 type verifyingReader struct {
-	r *zstd.Decoder
-	f *os.File
+	r    io.Reader
+	f    *os.File
+	done func() // releases the decoder, if any
 	h interface {
 		io.Writer
 		Sum([]byte) []byte
@@ -306,7 +310,9 @@ func (r *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (r *verifyingReader) Close() error {
-	r.r.Close()
+	if r.done != nil {
+		r.done()
+	}
 	return r.f.Close()
 }
 
@@ -315,6 +321,15 @@ func (r *verifyingReader) Close() error {
 func (v *Vault) Head(hash string, n int) ([]byte, error) {
 	if !validHash(hash) {
 		return nil, fmt.Errorf("%w: bad hash %q", ErrCorrupt, hash)
+	}
+	buf := make([]byte, n)
+	if raw, err := os.Open(v.rawPath(hash)); err == nil {
+		defer raw.Close()
+		m, err := io.ReadFull(raw, buf)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		return buf[:m], err
 	}
 	f, err := os.Open(v.blobPath(hash))
 	if errors.Is(err, os.ErrNotExist) {
@@ -329,7 +344,6 @@ func (v *Vault) Head(hash string, n int) ([]byte, error) {
 	if err := d.Reset(f); err != nil {
 		return nil, fmt.Errorf("blob %s: %w: %w", hash[:12], ErrCorrupt, err)
 	}
-	buf := make([]byte, n)
 	m, err := io.ReadFull(d, buf)
 	if err == io.ErrUnexpectedEOF || err == io.EOF {
 		err = nil
