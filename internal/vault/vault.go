@@ -290,7 +290,7 @@ type verifyingReader struct {
 	r    io.Reader
 	f    *os.File
 	done func() // releases the decoder, if any
-	h interface {
+	h    interface {
 		io.Writer
 		Sum([]byte) []byte
 	}
