@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/killswitch-dev/killswitch/internal/restore"
 	"github.com/killswitch-dev/killswitch/internal/vault"
@@ -127,16 +131,31 @@ func report(acts []restore.Action, dry, asJSON bool, stdout io.Writer) error {
 	return nil
 }
 
-// progress draws a one-line counter on stderr for long restores.
+// progress reports long restores on stderr: a bar redrawn in place on a
+// terminal, a line every 10% otherwise (logs stay readable).
 func progress(stderr io.Writer) func(done, total int) {
-	last := time.Now()
+	tty := false
+	if f, ok := stderr.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		tty = err == nil
+	}
+	last, lastPct := time.Now(), -1
 	return func(done, total int) {
-		if total >= 200 && (time.Since(last) > 200*time.Millisecond || done == total) {
-			fmt.Fprintf(stderr, "\rrestore: %d/%d", done, total)
+		if total < 200 {
+			return
+		}
+		pct := done * 100 / total
+		switch {
+		case tty && (time.Since(last) > 100*time.Millisecond || done == total):
+			bar := strings.Repeat("#", pct/5) + strings.Repeat(".", 20-pct/5)
+			fmt.Fprintf(stderr, "\rrestore [%s] %3d%% %d/%d files", bar, pct, done, total)
 			if done == total {
 				fmt.Fprintln(stderr)
 			}
 			last = time.Now()
+		case !tty && pct/10 != lastPct/10:
+			fmt.Fprintf(stderr, "restore: %d%% (%d/%d files)\n", pct, done, total)
+			lastPct = pct
 		}
 	}
 }

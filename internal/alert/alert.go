@@ -61,6 +61,7 @@ type Killswitch struct {
 	FilesDamaged int      `json:"files_damaged,omitempty"`
 	StoppedPIDs  []int    `json:"stopped_pids,omitempty"`
 	Dropped      bool     `json:"events_dropped,omitempty"`
+	ExecBlocked  bool     `json:"exec_blocked,omitempty"`
 }
 
 // Actions.

@@ -42,6 +42,9 @@ func TestAttackerBinaryIsBlocked(t *testing.T) {
 	select {
 	case inc := <-incidents:
 		t.Logf("incident %s: %v, actor %s", inc.ID, inc.Indicators, inc.Actor.Executable)
+		if !inc.ExecBlocked {
+			t.Error("incident does not say the binary was blocked")
+		}
 		if inc.Actor.Executable != evil {
 			t.Errorf("stopped %s, want the script's shell %s", inc.Actor.Executable, evil)
 		}

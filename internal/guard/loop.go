@@ -215,27 +215,28 @@ func (g *Guard) allowExec(ev *fanotify.Event) bool {
 // blockExec denies further executions of exe (not our own binary, nor a
 // trusted one, nor a system shell or interpreter: those are shared by
 // everyone, and stopping the process tree was the answer).
-func (g *Guard) blockExec(exe string) {
+func (g *Guard) blockExec(exe string) bool {
 	if !g.cfg.BlockExec || exe == "" || exe == g.selfExe || slices.Contains(g.cfg.Trusted, exe) {
-		return
+		return false
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(exe, &st); err != nil || !isRegular(&st) {
-		return
+		return false
 	}
 	if strings.HasPrefix(exe, "/usr/") || strings.HasPrefix(exe, "/bin/") || strings.HasPrefix(exe, "/sbin/") || strings.HasPrefix(exe, "/lib") {
 		g.cfg.Log.Warn("not blocking a system binary; its process tree was stopped", "exe", exe)
-		return
+		return false
 	}
 	if !g.execMounts[uint64(st.Dev)] {
 		if err := g.perm.MarkMount(exe, fanotify.OpenExecPerm); err != nil {
 			g.cfg.Log.Error("cannot watch executions", "exe", exe, "err", err)
-			return
+			return false
 		}
 		g.execMounts[uint64(st.Dev)] = true
 	}
 	g.blocked[statKey(&st)] = exe
 	g.cfg.Log.Warn("blocked further executions", "exe", exe)
+	return true
 }
 
 func (g *Guard) inTree(p string) bool {
@@ -492,12 +493,12 @@ func (g *Guard) stop(d *detector.Decision) {
 		g.frozen[pid] = d.Incident
 	}
 	g.resp.Kill(pids)
-	g.blockExec(d.Actor.Executable)
+	blocked := g.blockExec(d.Actor.Executable)
 	g.stats.Incidents++
 	info, _ := g.actors.Get(d.Actor.PID)
 	inc := vault.Incident{ID: d.Incident, Opened: frozenAt, FrozenAt: frozenAt, State: vault.StateOpen, Actor: d.Actor,
 		Cmdline: info.Cmdline, Stopped: pids, Score: d.Score, Indicators: d.Indicators, Damaged: d.Damaged,
-		FirstEvent: d.FirstEvent, Files: d.History}
+		FirstEvent: d.FirstEvent, Files: d.History, ExecBlocked: blocked}
 	if err := g.vault.SaveIncident(inc); err != nil {
 		g.cfg.Log.Error("saving incident", "incident", inc.ID, "err", err)
 	}
@@ -514,7 +515,7 @@ func (g *Guard) stop(d *detector.Decision) {
 			CommandLine: strings.Join(info.Cmdline, " "), Parent: parent},
 		File: &alert.File{Path: sample},
 		Killswitch: alert.Killswitch{Incident: d.Incident, Score: d.Score, Indicators: d.Indicators,
-			FilesDamaged: len(d.Damaged), StoppedPIDs: pids}})
+			FilesDamaged: len(d.Damaged), StoppedPIDs: pids, ExecBlocked: blocked}})
 	g.cfg.Log.Warn("STOPPED ransomware-like activity", "incident", d.Incident, "pid", d.Actor.PID, "exe", d.Actor.Executable,
 		"files_damaged", len(d.Damaged), "score", d.Score, "restore", "killswitch restore --incident "+d.Incident)
 	// Events the tree made before it froze are still queued: record them

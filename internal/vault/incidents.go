@@ -31,6 +31,8 @@ type Incident struct {
 	FirstEvent time.Time         `json:"first_event"`
 	Files      []detector.Record `json:"files"`
 	RestoredAt time.Time         `json:"restored_at,omitzero"`
+	// ExecBlocked: further executions of the actor's binary are denied.
+	ExecBlocked bool `json:"exec_blocked,omitempty"`
 }
 
 // SaveIncident inserts or replaces an incident.
