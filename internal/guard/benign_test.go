@@ -131,3 +131,15 @@ func TestRandomFileOfOwnIsNotAnAttack(t *testing.T) {
 	default:
 	}
 }
+
+// TestVaultIsClosedToOtherProcesses: while the guard runs, no other
+// process may open the vault's files.
+func TestVaultIsClosedToOtherProcesses(t *testing.T) {
+	dir, _, stop := armed(t)
+	defer stop()
+	vaultDir := filepath.Join(filepath.Dir(dir), "vault")
+	out, err := exec.Command("cat", filepath.Join(vaultDir, "index.db")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not permitted") {
+		t.Fatalf("another process read the vault index: err=%v out=%.80q", err, out)
+	}
+}

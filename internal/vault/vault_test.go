@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/detector"
 )
 
 func open(t *testing.T) *Vault {
@@ -105,6 +107,46 @@ func TestStateAtAndPrune(t *testing.T) {
 	if _, err := readBlob(t, v, h1); err != nil { // still named by /srv/dx/c
 		t.Fatal("blob still in use was deleted")
 	}
+}
+
+// TestPruneKeepsWhatAnOpenIncidentNeeds: an old version that an open
+// incident would restore survives retention; once restored, it may go.
+func TestPruneKeepsWhatAnOpenIncidentNeeds(t *testing.T) {
+	v := open(t)
+	old := time.Now().Add(-90 * 24 * time.Hour)
+	h1, _, _ := v.StoreBlob(strings.NewReader("before the attack"), 17)
+	h2, _, _ := v.StoreBlob(strings.NewReader("ciphertext"), 10)
+	v.Add(Version{Path: "/srv/a", Time: old, Kind: Content, Hash: h1},
+		Version{Path: "/srv/a", Time: old.Add(time.Hour), Kind: Content, Hash: h2})
+	inc := Incident{ID: "ks-1", Opened: old, State: StateOpen, Files: []detector.Record{{Op: detector.Write, Path: "/srv/a", PreHash: h1}}}
+	v.SaveIncident(inc)
+	if n, _ := v.Prune(24*time.Hour, 0, time.Now()); n != 0 {
+		t.Fatalf("pruned %d versions an open incident needs", n)
+	}
+	inc.State = StateRestored
+	v.SaveIncident(inc)
+	if n, _ := v.Prune(24*time.Hour, 0, time.Now()); n != 1 {
+		t.Fatalf("pruned %d after the incident was restored, want 1", n)
+	}
+}
+
+// FuzzIncidentBody: whatever an incident row holds, loading it returns an
+// error or an incident, never a panic.
+func FuzzIncidentBody(f *testing.F) {
+	v, err := Open(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { v.Close() })
+	f.Add([]byte(`{"id":"x","files":[{"op":"write","path":"/a","pre_hash":"00"}]}`))
+	f.Add([]byte(`{"files":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if _, err := v.db.Exec(`INSERT OR REPLACE INTO incidents(id, opened, state, body) VALUES('f', 0, 'open', ?)`, string(body)); err != nil {
+			t.Fatal(err)
+		}
+		v.Incident("f")
+		v.Incidents()
+	})
 }
 
 func TestOpenRejectsForeignDatabase(t *testing.T) {
