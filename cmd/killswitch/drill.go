@@ -52,7 +52,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			json.NewEncoder(stdout).Encode(res)
 			continue
 		}
-		printDrill(stdout, res)
+		printDrill(stdout, res, *keep)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%w: %d of %d drills did not end with the attack stopped and every file restored", errFindings, failed, len(profiles))
@@ -60,7 +60,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func printDrill(w io.Writer, r drill.Result) {
+func printDrill(w io.Writer, r drill.Result, kept bool) {
 	fmt.Fprintf(w, "\n== drill: %s ==\n", r.Profile)
 	fmt.Fprintf(w, "1. made a practice folder of %d files (%s) and armed a guard on it\n", r.Files, r.Dir)
 	fmt.Fprintf(w, "2. ran the %q ransomware simulator against it\n", r.Profile)
@@ -68,7 +68,10 @@ func printDrill(w io.Writer, r drill.Result) {
 		fmt.Fprintf(w, "3. STOPPED: the guard froze and killed the simulator %s after its first damaging write\n", r.TimeToStop.Round(time.Millisecond))
 		fmt.Fprintf(w, "   files damaged before the stop: %d of %d; files it created (notes, encrypted copies): %d\n", r.Damaged, r.Files, r.AttackerFiles)
 		fmt.Fprintf(w, "   why: %v\n", r.Indicators)
-		fmt.Fprintf(w, "   incident: %s (an alert was written; see 'killswitch incidents')\n", r.Incident)
+		fmt.Fprintf(w, "   incident: %s\n", r.Incident)
+		if r.Alert != "" {
+			fmt.Fprintf(w, "   the alert it wrote (ECS JSON, for your SIEM):\n   %s\n", r.Alert)
+		}
 	} else {
 		fmt.Fprintf(w, "3. NOT STOPPED: the simulator ran to the end; %d files damaged\n", r.Damaged)
 	}
@@ -76,6 +79,11 @@ func printDrill(w io.Writer, r drill.Result) {
 	fmt.Fprintf(w, "   files still missing or different from their original checksum: %d; attacker files left: %d\n", r.Lost, r.LeftOver)
 	if r.OK() {
 		fmt.Fprintln(w, "RESULT: PASS: attack stopped, every file back byte for byte")
+		if kept {
+			fmt.Fprintf(w, "(kept: killswitch incidents --vault %s/vault)\n", r.Dir)
+		} else {
+			fmt.Fprintln(w, "(the practice folder is gone; run with --keep to look at it and its vault afterwards)")
+		}
 	} else {
 		fmt.Fprintln(w, "RESULT: FAIL")
 		fmt.Fprint(w, r.RestoreOutput)

@@ -5,6 +5,7 @@
 package drill
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type Result struct {
 	Lost           int           `json:"lost_after_restore"`
 	LeftOver       int           `json:"attacker_files_after_restore"`
 	RestoreOutput  string        `json:"-"`
+	Alert          string        `json:"alert,omitempty"` // the guard's alert, one ECS JSON line
 	SimulatorError string        `json:"simulator_exit,omitempty"`
 }
 
@@ -77,12 +79,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	res.Files = len(m.Files)
-	if o.Alerts == nil {
-		o.Alerts = io.Discard
+	var alerts bytes.Buffer
+	var aw io.Writer = &alerts
+	if o.Alerts != nil {
+		aw = io.MultiWriter(&alerts, o.Alerts)
 	}
 	ready := make(chan struct{})
 	incidents := make(chan vault.Incident, 4)
-	cfg := guard.Config{Roots: []string{corpus}, VaultDir: vdir, Trusted: []string{o.Exe}, Alerts: alert.NewWriter(o.Alerts), Log: o.Log,
+	cfg := guard.Config{Roots: []string{corpus}, VaultDir: vdir, Trusted: []string{o.Exe}, Alerts: alert.NewWriter(aw), Log: o.Log,
 		Ready: func() { close(ready) }, OnIncident: func(i vault.Incident) { incidents <- i }}
 	if o.NoDetect {
 		cfg.Detector.Threshold = 1e18
@@ -119,6 +123,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		case <-ctx.Done():
 			return res, ctx.Err()
 		}
+	}
+	if line, _, ok := bytes.Cut(alerts.Bytes(), []byte("\n")); ok {
+		res.Alert = string(line)
 	}
 	res.Damaged = len(simulate.Damage(corpus, m))
 	res.AttackerFiles = len(simulate.Extra(corpus, m))
