@@ -70,19 +70,18 @@ type Guard struct {
 	files *fileTable
 
 	// Loop-owned state (no locking: only the loop touches it).
-	frozen      map[int]string // pid -> incident: their opens are denied
-	hotUntil    time.Time      // findings seen recently: no new ignore marks
-	pending     []pendingIncident
-	stats       Stats
-	latencies   []time.Duration // permission-path decision times (sampled)
-	snapshots   chan snapJob
-	workers     sync.WaitGroup
-	rescanMu    sync.Mutex
-	ignoreMarks bool
-	ignored     map[fileKey]string // ignore marks placed (path when placed)
-	blocked     map[fileKey]string // executables denied (path)
-	execMounts  map[uint64]bool    // devices whose mount has an exec mark
-	sampleBuf   []byte             // the loop's read buffer for content samples
+	frozen     map[int]string // pid -> incident: their opens are denied
+	hotUntil   time.Time      // findings seen recently: no new ignore marks
+	pending    []pendingIncident
+	stats      Stats
+	latencies  []time.Duration // permission-path decision times (sampled)
+	snapshots  chan snapJob
+	workers    sync.WaitGroup
+	rescanMu   sync.Mutex
+	ignored    map[fileKey]string // ignore marks placed (path when placed)
+	blocked    map[fileKey]string // executables denied (path)
+	execMounts map[uint64]bool    // devices whose mount has an exec mark
+	sampleBuf  []byte             // the loop's read buffer for content samples
 }
 
 // Stats counts what the guard did.
@@ -142,7 +141,7 @@ func New(cfg Config) (*Guard, error) {
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
 		frozen: map[int]string{}, ignored: map[fileKey]string{}, blocked: map[fileKey]string{}, execMounts: map[uint64]bool{}, protected: map[int]bool{1: true},
-		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), ignoreMarks: true}
+		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024)}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {
 		g.protected[a.PID] = true

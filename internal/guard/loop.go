@@ -186,7 +186,7 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 			g.cfg.Log.Error("committing the vault index", "err", err)
 		}
 	}
-	if g.ignoreMarks && time.Now().After(g.hotUntil) && s.matches(st) && len(g.ignored) < maxIgnored {
+	if time.Now().After(g.hotUntil) && s.matches(st) && len(g.ignored) < maxIgnored {
 		if err := g.perm.IgnoreUntilModified(int(ev.Fd), fanotify.OpenPerm); err == nil {
 			g.stats.Ignored++
 			g.ignored[statKey(st)] = s.path // to remove it if the guard heats up
