@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"slices"
 	"syscall"
 
 	"github.com/killswitch-dev/killswitch/internal/fanotify"
@@ -69,6 +71,7 @@ func exitCode(err error, stderr io.Writer) int {
 const usage = `killswitch: ransomware defence
 
 Usage:
+  killswitch scan     [-p 445,139] [--json|--format table|json|csv|sarif] TARGET...
   killswitch guard    [--vault DIR] [--alerts FILE] [--json] PATH...
   killswitch restore  [--vault DIR] --incident ID [--dry-run] [--json] [PATH...]
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
@@ -87,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "scan":
+		return runScan(ctx, rest, stdout, stderr)
 	case "guard":
 		return runGuard(ctx, rest, stdout, stderr)
 	case "restore":
@@ -112,6 +117,34 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("killswitch "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// version is the module version the binary was built from.
+var version = func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}()
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments (killswitch scan 10.0.0.0/24 --json), and
+// returns the positional ones. Everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos, tail []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, tail = args[:i], args[i+1:]
+	}
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return append(pos, tail...), nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
 
 // parse parses flags, mapping mistakes to errUsage.

@@ -5,12 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/killswitch-dev/killswitch/internal/restore"
 	"github.com/killswitch-dev/killswitch/internal/vault"
@@ -34,7 +30,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer v.Close()
-	opt := restore.Options{DryRun: *dry, Progress: progress(stderr)}
+	opt := restore.Options{DryRun: *dry, Progress: newProgress(stderr, "restore", "files", 200).update}
 	var acts []restore.Action
 	if *incident != "" {
 		inc, err := v.Incident(*incident)
@@ -129,35 +125,6 @@ func report(acts []restore.Action, dry, asJSON bool, stdout io.Writer) error {
 		return fmt.Errorf("%w: %d files could not be restored", errFindings, failed)
 	}
 	return nil
-}
-
-// progress reports long restores on stderr: a bar redrawn in place on a
-// terminal, a line every 10% otherwise (logs stay readable).
-func progress(stderr io.Writer) func(done, total int) {
-	tty := false
-	if f, ok := stderr.(*os.File); ok {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		tty = err == nil
-	}
-	last, lastPct := time.Now(), -1
-	return func(done, total int) {
-		if total < 200 {
-			return
-		}
-		pct := done * 100 / total
-		switch {
-		case tty && (time.Since(last) > 100*time.Millisecond || done == total):
-			bar := strings.Repeat("#", pct/5) + strings.Repeat(".", 20-pct/5)
-			fmt.Fprintf(stderr, "\rrestore [%s] %3d%% %d/%d files", bar, pct, done, total)
-			if done == total {
-				fmt.Fprintln(stderr)
-			}
-			last = time.Now()
-		case !tty && pct/10 != lastPct/10:
-			fmt.Fprintf(stderr, "restore: %d%% (%d/%d files)\n", pct, done, total)
-			lastPct = pct
-		}
-	}
 }
 
 func runIncidents(args []string, stdout, stderr io.Writer) error {

@@ -1,0 +1,162 @@
+package smblab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Samba configurations the lab runs, as smb.conf [global] lines.
+const (
+	SambaSMB1     = "server min protocol = NT1\n"
+	SambaDefault  = "" // Debian's defaults: SMB1 off since Samba 4.11
+	SambaSigning  = "server min protocol = NT1\nserver signing = mandatory\n"
+	sambaSettling = 30 * time.Second
+)
+
+// Samba is one smbd serving a set of loopback addresses.
+type Samba struct {
+	cmd   *exec.Cmd
+	addrs []netip.Addr
+	Dir   string
+}
+
+// AddLoopback puts each address on lo as a /32, which smbd needs to bind
+// it (the kernel alone routes all of 127/8 to lo, but smbd only binds
+// addresses it sees on an interface).
+func AddLoopback(addrs []netip.Addr) error {
+	var batch strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&batch, "addr replace %s/32 dev lo\n", a)
+	}
+	return ipBatch(batch.String())
+}
+
+// RemoveLoopback takes the addresses off lo again.
+func RemoveLoopback(addrs []netip.Addr) error {
+	var batch strings.Builder
+	for _, a := range addrs {
+		fmt.Fprintf(&batch, "addr del %s/32 dev lo\n", a)
+	}
+	return ipBatch(batch.String())
+}
+
+func ipBatch(cmds string) error {
+	cmd := exec.Command("ip", "-force", "-batch", "-")
+	cmd.Stdin = strings.NewReader(cmds)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ip -batch: %v: %s", err, out)
+	}
+	return nil
+}
+
+// StartSamba runs smbd with the given [global] lines on addrs (ports 445
+// and 139), with every state directory under dir, and waits until each
+// address accepts connections.
+func StartSamba(dir string, addrs []netip.Addr, global string) (*Samba, error) {
+	smbd, err := exec.LookPath("smbd")
+	if err != nil {
+		if smbd, err = exec.LookPath("/usr/sbin/smbd"); err != nil {
+			return nil, errors.New("smblab: smbd is not installed (apt-get install samba)")
+		}
+	}
+	if err := AddLoopback(addrs); err != nil {
+		return nil, err
+	}
+	var ifaces []string
+	for _, a := range addrs {
+		ifaces = append(ifaces, a.String())
+	}
+	for _, d := range []string{"lock", "state", "cache", "pid", "private", "ncalrpc", "share"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	conf := fmt.Sprintf(`[global]
+interfaces = %s
+bind interfaces only = yes
+smb ports = 445 139
+disable netbios = yes
+server role = standalone server
+lock directory = %[2]s/lock
+state directory = %[2]s/state
+cache directory = %[2]s/cache
+pid directory = %[2]s/pid
+private dir = %[2]s/private
+ncalrpc dir = %[2]s/ncalrpc
+log file = %[2]s/log.smbd
+log level = 1
+load printers = no
+printcap name = /dev/null
+disable spoolss = yes
+%[3]s
+[share]
+path = %[2]s/share
+read only = yes
+`, strings.Join(ifaces, " "), dir, global)
+	confPath := filepath.Join(dir, "smb.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(smbd, "--foreground", "--no-process-group", "-s", confPath)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log, err := os.Create(filepath.Join(dir, "smbd.out"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &Samba{cmd: cmd, addrs: addrs, Dir: dir}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(sambaSettling)
+	for _, a := range addrs {
+		for {
+			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 445).String(), time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case err := <-exited:
+				out, _ := os.ReadFile(filepath.Join(dir, "smbd.out"))
+				return nil, fmt.Errorf("smblab: smbd exited (%v): %s", err, out)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				s.Close()
+				return nil, fmt.Errorf("smblab: smbd not listening on %s after %s", a, sambaSettling)
+			}
+		}
+	}
+	go func() { <-exited }()
+	return s, nil
+}
+
+// Close stops smbd and its children and takes the addresses off lo.
+func (s *Samba) Close() error {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for syscall.Kill(-s.cmd.Process.Pid, 0) == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	return RemoveLoopback(s.addrs)
+}
