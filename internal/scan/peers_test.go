@@ -1,8 +1,7 @@
-package scan
+package scan_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -11,45 +10,13 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/killswitch-dev/killswitch/internal/scan"
 	"github.com/killswitch-dev/killswitch/internal/smblab"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var loopback = netip.MustParseAddr("127.0.0.1")
-
-// mismatch lists how r differs from what the peer must be reported as.
-func mismatch(r Result, e smblab.Expect) []string {
-	var out []string
-	check := func(field, got, want string) {
-		if got != want {
-			out = append(out, fmt.Sprintf("%s = %q, want %q", field, got, want))
-		}
-	}
-	opt := func(b *bool) string {
-		if b == nil {
-			return "null"
-		}
-		return fmt.Sprint(*b)
-	}
-	sig := func(s *Signing) string {
-		if s == nil {
-			return ""
-		}
-		return string(*s)
-	}
-	check("smb1", opt(r.SMB1), opt(e.SMB1))
-	check("ms17_010", string(r.MS17010), e.MS17)
-	check("ms17_010_reason", string(r.MS17010Reason), e.MS17Reason)
-	check("doublepulsar", opt(r.DoublePulsar), opt(e.DoublePulsar))
-	check("doublepulsar_arch", r.DoublePulsarArch, e.Arch)
-	if r.State == PortOpen {
-		check("dialects", fmt.Sprint(r.Dialects), fmt.Sprint(append([]string{}, e.Dialects...)))
-		check("smb1_signing", sig(r.SMB1Signing), e.SMB1Signing)
-		check("smb2_signing", sig(r.SMB2Signing), e.SMB2Signing)
-	}
-	return out
-}
 
 // serve starts peer on a free loopback port.
 func serve(t *testing.T, p smblab.Peer) netip.AddrPort {
@@ -70,7 +37,7 @@ func TestRecordedWindows(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the captures in ../shared/data/pcaps are needed: %v", err)
 	}
-	p := &Prober{Timeout: 2 * time.Second}
+	p := &scan.Prober{Timeout: 2 * time.Second}
 	for _, h := range smblab.RecordedHosts(dir) {
 		t.Run(h.Name, func(t *testing.T) {
 			peer, err := smblab.NewReplay(h.Name, h.Implant, h.Sources...)
@@ -79,7 +46,7 @@ func TestRecordedWindows(t *testing.T) {
 			}
 			ap := serve(t, peer)
 			r := p.Probe(context.Background(), ap.Addr(), int(ap.Port()), nil)
-			for _, m := range mismatch(r, h.Expect) {
+			for _, m := range smblab.Check(r, h.Expect) {
 				t.Error(m)
 			}
 			if r.Vulnerable() != (h.Expect.MS17 == "vulnerable" || h.Expect.DoublePulsar != nil && *h.Expect.DoublePulsar) {
@@ -100,7 +67,7 @@ func TestKnownImplantKeys(t *testing.T) {
 		"win7-ent-wannacry-doublepulsar-x64": "0x57D0C042", // signature 3a10e036 01000000
 		"win7-ent-wannacry-doublepulsar-x86": "0x1740BAD9", // signature 21f1589b 00000000
 	}
-	p := &Prober{Timeout: 2 * time.Second}
+	p := &scan.Prober{Timeout: 2 * time.Second}
 	for _, h := range smblab.RecordedHosts(dir) {
 		if want[h.Name] == "" {
 			continue
@@ -122,19 +89,19 @@ func TestKnownImplantKeys(t *testing.T) {
 // off"), never a crash, a hang or a "not vulnerable".
 func TestHostilePeers(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	p := &Prober{Timeout: timeout}
+	p := &scan.Prober{Timeout: timeout}
 	for _, h := range smblab.HostileHosts(4 * timeout) {
 		t.Run(h.Name, func(t *testing.T) {
 			t.Parallel()
 			ap := serve(t, h.Peer)
 			r := p.Probe(context.Background(), ap.Addr(), int(ap.Port()), nil)
-			if r.State != PortOpen {
+			if r.State != scan.PortOpen {
 				t.Fatalf("state %s (%s)", r.State, r.Detail)
 			}
-			if r.MS17010 == MS17Patched || r.MS17010 == MS17Vulnerable {
+			if r.MS17010 == scan.MS17Patched || r.MS17010 == scan.MS17Vulnerable {
 				t.Errorf("ms17_010 %s from a peer that never ran the check", r.MS17010)
 			}
-			for _, m := range mismatch(r, h.Expect) {
+			for _, m := range smblab.Check(r, h.Expect) {
 				t.Error(m)
 			}
 			if r.SMB1 == nil && r.SMB1Reason == "" {
@@ -151,11 +118,11 @@ func TestClosedPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Close() // now nothing listens there
-	r := (&Prober{Timeout: time.Second}).Probe(context.Background(), ap.Addr(), int(ap.Port()), nil)
-	if r.State != PortClosed || r.MS17010 != MS17NotApplicable || r.MS17010Reason != ReasonPortClosed || r.SMB1 != nil {
+	r := (&scan.Prober{Timeout: time.Second}).Probe(context.Background(), ap.Addr(), int(ap.Port()), nil)
+	if r.State != scan.PortClosed || r.MS17010 != scan.MS17NotApplicable || r.MS17010Reason != scan.ReasonPortClosed || r.SMB1 != nil {
 		t.Errorf("closed port reported as %+v", r)
 	}
-	if r.Severity() != SevNone || slices.Contains([]string{""}, r.Advice()) == false {
+	if r.Severity() != scan.SevNone || slices.Contains([]string{""}, r.Advice()) == false {
 		t.Errorf("closed port: severity %s advice %q", r.Severity(), r.Advice())
 	}
 }

@@ -25,6 +25,15 @@ type Prober struct {
 	Timeout time.Duration
 	// Dial opens connections; nil means a plain net.Dialer.
 	Dial DialFunc
+	// Retries is how many more times a check is run, on a new connection,
+	// when a server that accepted the connection did not answer in time
+	// (an overloaded server is not a silent one).
+	Retries int
+}
+
+// again reports whether a check that ended with reason should run again.
+func (p *Prober) again(ctx context.Context, attempt int, reason Reason) bool {
+	return reason == ReasonNoReply && attempt < p.Retries && ctx.Err() == nil
 }
 
 // conn is one probe connection. Each exchange has its own deadline, so a
@@ -168,6 +177,12 @@ func (p *Prober) Probe(ctx context.Context, addr netip.Addr, port int, wait func
 	}
 	r.SMB1, r.SMB1Reason, r.SMB1Signing, err = smb1Negotiate(ctx, c)
 	c.Close()
+	for attempt := 0; p.again(ctx, attempt, r.SMB1Reason); attempt++ {
+		if c, _, err = p.dial(ctx, addr, port, wait); err == nil {
+			r.SMB1, r.SMB1Reason, r.SMB1Signing, err = smb1Negotiate(ctx, c)
+			c.Close()
+		}
+	}
 	note(err)
 	if r.SMB1 != nil && *r.SMB1 {
 		r.Dialects = append(r.Dialects, smb.DialectNTLM)
@@ -194,6 +209,9 @@ func (p *Prober) Probe(ctx context.Context, addr netip.Addr, port int, wait func
 	// 3. MS17-010: PeekNamedPipe on FID 0 over an anonymous IPC$ session.
 	var status uint32
 	r.MS17010, r.MS17010Reason, status, r.OS, err = p.ms17(ctx, addr, port, wait)
+	for attempt := 0; p.again(ctx, attempt, r.MS17010Reason); attempt++ {
+		r.MS17010, r.MS17010Reason, status, r.OS, err = p.ms17(ctx, addr, port, wait)
+	}
 	note(err)
 	if status != 0 || r.MS17010Reason == ReasonAnonymousRefused || r.MS17010Reason == ReasonIPCRefused || r.MS17010 != MS17Unknown {
 		r.MS17010Status = smb.StatusName(status)
@@ -202,6 +220,9 @@ func (p *Prober) Probe(ctx context.Context, addr netip.Addr, port int, wait func
 	// 4. DoublePulsar ping.
 	var imp smb.Implant
 	imp, r.DoublePulsarReason, err = p.pulsar(ctx, addr, port, wait)
+	for attempt := 0; p.again(ctx, attempt, r.DoublePulsarReason); attempt++ {
+		imp, r.DoublePulsarReason, err = p.pulsar(ctx, addr, port, wait)
+	}
 	note(err)
 	if r.DoublePulsarReason == ReasonImplantAnswered || r.DoublePulsarReason == ReasonNoImplant {
 		r.DoublePulsar = ptr(imp.Present)
@@ -259,7 +280,16 @@ func smb1Negotiate(ctx context.Context, c *conn) (*bool, Reason, *Signing, error
 
 // negotiate2 offers dialects on a fresh connection and returns the reply,
 // or nil when the server does not answer in SMB2.
-func (p *Prober) negotiate2(ctx context.Context, addr netip.Addr, port int, wait func(context.Context) error, dialects []uint16) (*smb.NegotiateReply2, error) {
+func (p *Prober) negotiate2(ctx context.Context, addr netip.Addr, port int, wait func(context.Context) error, dialects []uint16) (n *smb.NegotiateReply2, err error) {
+	for attempt := 0; ; attempt++ {
+		n, err = p.negotiate2Once(ctx, addr, port, wait, dialects)
+		if err == nil || !p.again(ctx, attempt, classify(ctx, err)) {
+			return n, err
+		}
+	}
+}
+
+func (p *Prober) negotiate2Once(ctx context.Context, addr netip.Addr, port int, wait func(context.Context) error, dialects []uint16) (*smb.NegotiateReply2, error) {
 	c, _, err := p.dial(ctx, addr, port, wait)
 	if err != nil {
 		return nil, err

@@ -22,6 +22,9 @@ type Options struct {
 	HostRate float64
 	// Timeout bounds each connect and each request/reply exchange.
 	Timeout time.Duration
+	// Retries is how many times a check that got no answer in time is run
+	// again on a new connection (see Prober.Retries).
+	Retries int
 	// Dial replaces the TCP dialer (tests capture the bytes sent with it).
 	Dial DialFunc
 	// Progress, when set, is called after each host with the running counts.
@@ -30,7 +33,7 @@ type Options struct {
 
 // DefaultOptions are what `killswitch scan` uses unless told otherwise.
 func DefaultOptions() Options {
-	return Options{Ports: []int{445, 139}, Concurrency: 512, Rate: 2000, HostRate: 20, Timeout: 2 * time.Second}
+	return Options{Ports: []int{445, 139}, Concurrency: 512, Rate: 2000, HostRate: 20, Timeout: 2 * time.Second, Retries: 1}
 }
 
 // Progress is a snapshot of a running scan.
@@ -75,7 +78,7 @@ func Run(ctx context.Context, targets *Targets, o Options, emit func(Result)) (S
 	if o.Rate > 0 {
 		global = rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/20)))
 	}
-	prober := &Prober{Timeout: o.Timeout, Dial: o.Dial}
+	prober := &Prober{Timeout: o.Timeout, Dial: o.Dial, Retries: o.Retries}
 	start := time.Now()
 
 	var mu sync.Mutex // guards sum and emit
