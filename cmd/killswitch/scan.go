@@ -38,6 +38,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rateFlag := fs.Float64("rate", def.Rate, "new connections per second, all hosts together (0: no limit)")
 	hostRate := fs.Float64("host-rate", def.HostRate, "new connections per second to any one host")
 	timeout := fs.Duration("timeout", def.Timeout, "time-out for each connect and each reply")
+	retries := fs.Int("retries", def.Retries, "run a check again this many times when an open port did not answer in time")
 	format := fs.String("format", "table", "output: "+strings.Join(scan.Formats, ", "))
 	asJSON := fs.Bool("json", false, "same as --format json: one JSON object per host and port, as they finish")
 	all := fs.Bool("all", false, "table: list closed and filtered ports too")
@@ -54,12 +55,12 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: --format %q: want one of %s", errUsage, *format, strings.Join(scan.Formats, ", "))
 	}
 	opt := def
-	opt.Concurrency, opt.Rate, opt.HostRate, opt.Timeout = *concurrency, *rateFlag, *hostRate, *timeout
+	opt.Concurrency, opt.Rate, opt.HostRate, opt.Timeout, opt.Retries = *concurrency, *rateFlag, *hostRate, *timeout, *retries
 	if opt.Ports, err = parsePorts(*ports); err != nil {
 		return err
 	}
-	if opt.Concurrency < 1 || opt.HostRate <= 0 || opt.Rate < 0 || opt.Timeout <= 0 {
-		return fmt.Errorf("%w: --concurrency, --host-rate and --timeout must be positive, --rate 0 or more", errUsage)
+	if opt.Concurrency < 1 || opt.HostRate <= 0 || opt.Rate < 0 || opt.Timeout <= 0 || opt.Retries < 0 {
+		return fmt.Errorf("%w: --concurrency, --host-rate and --timeout must be positive, --rate and --retries 0 or more", errUsage)
 	}
 	if *inputList != "" {
 		more, err := scan.ReadTargetFile(*inputList)

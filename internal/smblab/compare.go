@@ -85,11 +85,13 @@ func CompareNmap(kind string, r scan.Result, n NmapHost, e Expect) []Disagreemen
 	// nmap has two answers for MS17-010: VULNERABLE, and NOT VULNERABLE for
 	// every other outcome, including a check that could not run.
 	nmapMS17 := map[string]string{"VULNERABLE": "vulnerable", "NOT VULNERABLE": "patched"}
-	if v, ok := nmapMS17[n.MS17]; ok {
+	// Not applicable (no SMBv1) is what nmap means by NOT VULNERABLE there.
+	if v, ok := nmapMS17[n.MS17]; ok && !(r.MS17010 == scan.MS17NotApplicable && v == "patched") {
 		add("ms17_010", string(r.MS17010), v, e.MS17)
 	}
 	nmapDP := map[string]string{"VULNERABLE": "true", "NOT VULNERABLE": "false"}
-	if v, ok := nmapDP[n.DoublePulsar]; ok {
+	// No SMBv1, no implant to answer: nmap says false where we say null.
+	if v, ok := nmapDP[n.DoublePulsar]; ok && !(r.DoublePulsarReason == scan.ReasonSMB1Disabled && v == "false") {
 		add("doublepulsar", optBool(r.DoublePulsar), v, optBool(e.DoublePulsar))
 	}
 	return slices.Clip(out)

@@ -118,18 +118,22 @@ func StartLab(dir, pcaps string, spec LabSpec) (lab *Lab, err error) {
 		}
 		block++
 	}
+	if spec.Closed > 250 {
+		return nil, fmt.Errorf("smblab: at most 250 closed hosts")
+	}
 	for i := range spec.Closed {
 		l.Hosts = append(l.Hosts, Host{next(i), "closed", "closed", Expect{MS17: "not-applicable", MS17Reason: "port-closed"}})
 	}
-	block++
 	if spec.Filtered > 0 {
-		l.dropped = netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 42, block, 0}), 24)
+		// 127.43.0.0/16, dropped as a whole: room for 65,000 silent hosts
+		l.dropped = netip.MustParsePrefix("127.43.0.0/16")
 		if err := nftDrop(l.dropped); err != nil {
 			return nil, err
 		}
 		l.nft = true
 		for i := range spec.Filtered {
-			l.Hosts = append(l.Hosts, Host{next(i), "filtered", "filtered", Expect{MS17: "unknown", MS17Reason: "port-filtered"}})
+			a := netip.AddrFrom4([4]byte{127, 43, byte((i + 1) >> 8), byte(i + 1)})
+			l.Hosts = append(l.Hosts, Host{a, "filtered", "filtered", Expect{MS17: "unknown", MS17Reason: "port-filtered"}})
 		}
 	}
 	return l, nil

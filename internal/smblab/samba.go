@@ -106,7 +106,9 @@ read only = yes
 		return nil, err
 	}
 	cmd := exec.Command(smbd, "--foreground", "--no-process-group", "-s", confPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Setpgid: Close stops smbd's children too; Pdeathsig: a test killed
+	// mid-run does not leave smbd behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	log, err := os.Create(filepath.Join(dir, "smbd.out"))
 	if err != nil {
 		return nil, err
