@@ -17,6 +17,9 @@ type Alert struct {
 	Process    *Process   `json:"process,omitempty"`
 	File       *File      `json:"file,omitempty"`
 	Host       *Host      `json:"host,omitempty"`
+	Source     *Source    `json:"source,omitempty"`
+	DNS        *DNS       `json:"dns,omitempty"`
+	URL        *URL       `json:"url,omitempty"`
 	Killswitch Killswitch `json:"killswitch"`
 }
 
@@ -53,6 +56,28 @@ type Host struct {
 	Name string `json:"name"`
 }
 
+// Source is ECS source.*: the host that asked.
+type Source struct {
+	IP string `json:"ip"`
+}
+
+// DNS is ECS dns.*.
+type DNS struct {
+	Question DNSQuestion `json:"question"`
+}
+
+// DNSQuestion is ECS dns.question.*.
+type DNSQuestion struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// URL is ECS url.*.
+type URL struct {
+	Domain string `json:"domain"`
+	Path   string `json:"path,omitempty"`
+}
+
 // Killswitch holds our own fields.
 type Killswitch struct {
 	Incident     string   `json:"incident,omitempty"`
@@ -62,12 +87,16 @@ type Killswitch struct {
 	StoppedPIDs  []int    `json:"stopped_pids,omitempty"`
 	Dropped      bool     `json:"events_dropped,omitempty"`
 	ExecBlocked  bool     `json:"exec_blocked,omitempty"`
+	// Sinkhole: which kill-switch names a host asked for, how often.
+	Domains []string `json:"domains,omitempty"`
+	Hits    int      `json:"hits,omitempty"`
 }
 
 // Actions.
 const (
 	ActionRansomwareStopped = "ransomware-stopped"
 	ActionQueueOverflow     = "queue-overflow"
+	ActionKillswitchLookup  = "killswitch-domain-contacted"
 )
 
 // Writer serialises alerts to w.
