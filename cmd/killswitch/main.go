@@ -72,6 +72,8 @@ const usage = `killswitch: ransomware defence
 
 Usage:
   killswitch scan     [-p 445,139] [--json|--format table|json|csv|sarif] TARGET...
+  killswitch sinkhole [--dns :53] [--http :80] [--answer IP] [--upstream RESOLVER]
+  killswitch sinkhole check --resolver ADDR
   killswitch guard    [--vault DIR] [--alerts FILE] [--json] PATH...
   killswitch restore  [--vault DIR] --incident ID [--dry-run] [--json] [PATH...]
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
@@ -92,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "scan":
 		return runScan(ctx, rest, stdout, stderr)
+	case "sinkhole":
+		return runSinkhole(ctx, rest, stdout, stderr)
 	case "guard":
 		return runGuard(ctx, rest, stdout, stderr)
 	case "restore":

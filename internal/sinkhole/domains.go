@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -87,11 +88,12 @@ func (d *Domains) Match(name string) (string, bool) {
 	return "", false
 }
 
-// List returns the names, sorted as added is not guaranteed.
+// List returns the names, sorted.
 func (d *Domains) List() []string {
 	out := make([]string, 0, len(d.names))
 	for n := range d.names {
 		out = append(out, strings.TrimSuffix(n, "."))
 	}
+	slices.Sort(out)
 	return out
 }
