@@ -72,6 +72,7 @@ const usage = `killswitch: ransomware defence
 
 Usage:
   killswitch scan     [-p 445,139] [--json|--format table|json|csv|sarif] TARGET...
+  killswitch hub      [--listen :8443] [--data DIR] [--db URL]   |  hub token  |  hub user NAME --role R
   killswitch sinkhole [--dns :53] [--http :80] [--answer IP] [--upstream RESOLVER]
   killswitch sinkhole check --resolver ADDR
   killswitch guard    [--vault DIR] [--alerts FILE] [--json] PATH...
@@ -94,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "scan":
 		return runScan(ctx, rest, stdout, stderr)
+	case "hub":
+		return runHub(ctx, rest, stdout, stderr)
 	case "sinkhole":
 		return runSinkhole(ctx, rest, stdout, stderr)
 	case "guard":

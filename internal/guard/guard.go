@@ -309,3 +309,7 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	slices.Sort(s)
 	return s[int(q*float64(len(s)-1))]
 }
+
+// Incident reads an incident from the guard's vault (the hub agent reports
+// its state after a restore).
+func (g *Guard) Incident(id string) (vault.Incident, error) { return g.vault.Incident(id) }

@@ -126,15 +126,15 @@ func testExactlyOnce(t *testing.T, s Store) {
 	addHost(t, s, "h")
 	now := time.Now()
 	inc := Report{ID: "r1", Seq: 1, Kind: KindIncident, Key: "inc-1", Time: now, Body: []byte(`{"state":"open"}`)}
-	for i := range 3 { // redelivered after a lost acknowledgement
-		applied, err := s.Ingest(ctx, "h", inc, now)
-		if err != nil || applied != (i == 0) {
-			t.Fatalf("delivery %d: applied %v, %v", i, applied, err)
+	for i, want := range []Outcome{NewIncident, Duplicate, Duplicate} { // redelivered after lost acknowledgements
+		got, err := s.Ingest(ctx, "h", inc, now)
+		if err != nil || got != want {
+			t.Fatalf("delivery %d: %v, %v; want %v", i, got, err, want)
 		}
 	}
 	upd := Report{ID: "r2", Seq: 2, Kind: KindIncident, Key: "inc-1", Time: now.Add(time.Second), Body: []byte(`{"state":"restored"}`)}
-	if ok, err := s.Ingest(ctx, "h", upd, now); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := s.Ingest(ctx, "h", upd, now); got != Applied || err != nil {
+		t.Fatal(got, err)
 	}
 	scan := Report{ID: "r3", Seq: 3, Kind: KindScan, Key: "10.0.0.9:445", Time: now, Body: []byte(`{"ms17_010":"vulnerable"}`)}
 	s.Ingest(ctx, "h", scan, now)
@@ -154,8 +154,8 @@ func testExactlyOnce(t *testing.T, s Store) {
 		t.Error("unknown kind accepted")
 	}
 	// the failed report left no ledger entry: a fixed resend is applied
-	if ok, err := s.Ingest(ctx, "h", Report{ID: "r4", Kind: KindScan, Key: "k", Body: []byte(`{}`)}, now); !ok || err != nil {
-		t.Errorf("resend after a failure: %v %v", ok, err)
+	if got, err := s.Ingest(ctx, "h", Report{ID: "r4", Kind: KindScan, Key: "k", Body: []byte(`{}`)}, now); got != Applied || err != nil {
+		t.Errorf("resend after a failure: %v %v", got, err)
 	}
 }
 
@@ -175,8 +175,8 @@ func testActions(t *testing.T, s Store) {
 		t.Errorf("actions handed out twice: %+v", again)
 	}
 	res := Report{ID: "res-a0", Kind: KindActionResult, Key: "a0", Time: now, Body: []byte(`{"ok":true,"result":"12 files restored"}`)}
-	if ok, err := s.Ingest(ctx, "h", res, now); !ok || err != nil {
-		t.Fatal(ok, err)
+	if got, err := s.Ingest(ctx, "h", res, now); got != Applied || err != nil {
+		t.Fatal(got, err)
 	}
 	all, _ := s.Actions(ctx, 10)
 	states := map[string]string{}
@@ -223,7 +223,7 @@ func testUsers(t *testing.T, s Store) {
 func testConcurrentIngest(t *testing.T, s Store) {
 	addHost(t, s, "h")
 	var wg sync.WaitGroup
-	applied := make(chan bool, 200)
+	applied := make(chan Outcome, 200)
 	for w := range 8 {
 		wg.Add(1)
 		go func() {
@@ -241,8 +241,8 @@ func testConcurrentIngest(t *testing.T, s Store) {
 	wg.Wait()
 	close(applied)
 	n := 0
-	for ok := range applied {
-		if ok {
+	for o := range applied {
+		if o != Duplicate {
 			n++
 		}
 	}

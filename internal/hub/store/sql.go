@@ -216,26 +216,34 @@ func (d *db) Seen(ctx context.Context, id, addr, version string, isolated bool, 
 	return err
 }
 
-func (d *db) Ingest(ctx context.Context, hostID string, r Report, now time.Time) (bool, error) {
+func (d *db) Ingest(ctx context.Context, hostID string, r Report, now time.Time) (Outcome, error) {
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return Duplicate, err
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, d.q(`INSERT INTO reports (host_id, report_id, seq, kind, received) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
 		hostID, r.ID, r.Seq, r.Kind, ns(now))
 	if err != nil {
-		return false, err
+		return Duplicate, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil // delivered before: exactly once
+		return Duplicate, nil // delivered before: exactly once
 	}
 	body := string(r.Body)
+	outcome := Applied
 	switch r.Kind {
 	case KindIncident, KindSinkhole:
-		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO incidents (id, host_id, agent_key, kind, opened, updated, body) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (host_id, agent_key) DO UPDATE SET body = excluded.body, updated = excluded.updated`),
-			NewID(), hostID, r.Key, r.Kind, ns(r.Time), ns(r.Time), body)
+		res, err = tx.ExecContext(ctx, d.q(`INSERT INTO incidents (id, host_id, agent_key, kind, opened, updated, body) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (host_id, agent_key) DO NOTHING`), NewID(), hostID, r.Key, r.Kind, ns(r.Time), ns(r.Time), body)
+		if err != nil {
+			break
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			outcome = NewIncident
+			break
+		}
+		_, err = tx.ExecContext(ctx, d.q(`UPDATE incidents SET body = ?, updated = ? WHERE host_id = ? AND agent_key = ?`), body, ns(r.Time), hostID, r.Key)
 	case KindScan:
 		_, err = tx.ExecContext(ctx, d.q(`INSERT INTO scans (host_id, key, scanned, body) VALUES (?, ?, ?, ?)
 			ON CONFLICT (host_id, key) DO UPDATE SET body = excluded.body, scanned = excluded.scanned`), hostID, r.Key, ns(r.Time), body)
@@ -245,7 +253,7 @@ func (d *db) Ingest(ctx context.Context, hostID string, r Report, now time.Time)
 			Result string `json:"result"`
 		}
 		if err := json.Unmarshal(r.Body, &res); err != nil {
-			return false, fmt.Errorf("store: action result: %w", err)
+			return Duplicate, fmt.Errorf("store: action result: %w", err)
 		}
 		state := ActionDone
 		if !res.OK {
@@ -254,12 +262,12 @@ func (d *db) Ingest(ctx context.Context, hostID string, r Report, now time.Time)
 		_, err = tx.ExecContext(ctx, d.q(`UPDATE actions SET state = ?, done = ?, result = ? WHERE id = ? AND host_id = ?`),
 			state, ns(r.Time), res.Result, r.Key, hostID)
 	default:
-		return false, fmt.Errorf("store: unknown report kind %q", r.Kind)
+		return Duplicate, fmt.Errorf("store: unknown report kind %q", r.Kind)
 	}
 	if err != nil {
-		return false, err
+		return Duplicate, err
 	}
-	return true, tx.Commit()
+	return outcome, tx.Commit()
 }
 
 func (d *db) Incidents(ctx context.Context, limit int) ([]Incident, error) {

@@ -7,6 +7,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -50,28 +51,37 @@ type Report struct {
 	Time time.Time `json:"time"`
 	// Key names what the report is about, so a later report replaces an
 	// earlier one: the agent's incident id, the scanned ip:port.
-	Key  string `json:"key,omitempty"`
-	Body []byte `json:"body"` // JSON
+	Key  string          `json:"key,omitempty"`
+	Body json.RawMessage `json:"body"`
 }
+
+// Outcome says what Ingest did.
+type Outcome int
+
+const (
+	Duplicate   Outcome = iota // seen before: nothing changed
+	Applied                    // applied
+	NewIncident                // applied, and it opened an incident the hub had not seen
+)
 
 // Incident is an incident as the hub holds it.
 type Incident struct {
-	ID       string    `json:"id"`
-	HostID   string    `json:"host_id"`
-	HostName string    `json:"host_name"`
-	AgentKey string    `json:"agent_key"` // the id restore --incident takes on the host
-	Kind     string    `json:"kind"`      // incident (guard) or sinkhole
-	Opened   time.Time `json:"opened"`
-	Updated  time.Time `json:"updated"`
-	Body     []byte    `json:"body"`
+	ID       string          `json:"id"`
+	HostID   string          `json:"host_id"`
+	HostName string          `json:"host_name"`
+	AgentKey string          `json:"agent_key"` // the id restore --incident takes on the host
+	Kind     string          `json:"kind"`      // incident (guard) or sinkhole
+	Opened   time.Time       `json:"opened"`
+	Updated  time.Time       `json:"updated"`
+	Body     json.RawMessage `json:"body"`
 }
 
 // ScanResult is the latest scan of one address and port by one host.
 type ScanResult struct {
-	HostID  string    `json:"host_id"`
-	Key     string    `json:"key"`
-	Scanned time.Time `json:"scanned"`
-	Body    []byte    `json:"body"`
+	HostID  string          `json:"host_id"`
+	Key     string          `json:"key"`
+	Scanned time.Time       `json:"scanned"`
+	Body    json.RawMessage `json:"body"`
 }
 
 // Action states.
@@ -125,8 +135,8 @@ type Store interface {
 	Seen(ctx context.Context, id, addr, version string, isolated bool, now time.Time) error
 
 	// Ingest applies a report exactly once: a report ID seen before from
-	// the host changes nothing and returns false.
-	Ingest(ctx context.Context, hostID string, r Report, now time.Time) (bool, error)
+	// the host changes nothing (Duplicate).
+	Ingest(ctx context.Context, hostID string, r Report, now time.Time) (Outcome, error)
 	Incidents(ctx context.Context, limit int) ([]Incident, error)
 	Incident(ctx context.Context, id string) (Incident, error)
 	ScanResults(ctx context.Context) ([]ScanResult, error)

@@ -1,0 +1,217 @@
+// Package hub is the fleet's server: agents enrol with a one-time token and
+// then report over mutual TLS (heartbeats, incidents, scan results,
+// sinkhole hits, action results), exactly once and in order; operators sign
+// in to the embedded web console to see hosts, incidents and exposure and
+// to queue actions that agents pick up when online. Every action and login
+// is audited.
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/killswitch-dev/killswitch/internal/hub/pki"
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
+)
+
+// Config says where the hub listens and keeps its state.
+type Config struct {
+	Listen  string   // e.g. ":8443"
+	DataDir string   // CA and, by default, the SQLite database
+	DB      string   // postgres://... or a SQLite path; "" is DataDir/hub.db
+	Names   []string // host names and addresses in the server certificate
+	// Webhook receives a Slack-compatible JSON message for each new incident.
+	Webhook string
+	Log     *slog.Logger
+}
+
+// Limits on what one request may cost.
+const (
+	maxBody         = 4 << 20 // one report batch
+	maxReports      = 500     // reports in one batch
+	agentRate       = 5       // requests per second per host, burst agentBurst
+	agentBurst      = 20
+	enrolRate       = 10 // enrolments per second, all together
+	loginRate       = 1  // failed sign-ins per second per address, burst 5
+	onlineAfter     = 30 * time.Second
+	TokenTTLDefault = 24 * time.Hour
+)
+
+// Hub is a running hub.
+type Hub struct {
+	cfg     Config
+	Store   store.Store
+	CA      *pki.CA
+	srv     *http.Server
+	ln      net.Listener
+	log     *slog.Logger
+	metrics *metrics
+	enrol   *rate.Limiter
+
+	mu      sync.Mutex
+	perHost map[string]*rate.Limiter
+	perIP   map[string]*rate.Limiter
+	wg      sync.WaitGroup
+	hooks   chan store.Incident
+}
+
+// Open prepares a hub: CA, store, and (unless Listen is empty) the TLS
+// listener. Serve starts it; Close releases a hub that was not served.
+func Open(ctx context.Context, cfg Config) (*Hub, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	ca, err := pki.LoadOrCreate(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	dsn := cfg.DB
+	if dsn == "" {
+		dsn = cfg.DataDir + "/hub.db"
+	}
+	st, err := store.Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	names := cfg.Names
+	if len(names) == 0 {
+		names = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	cert, err := ca.ServerCert(names)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		// Browsers and enrolling agents come without a certificate; agent
+		// endpoints require one (checked per request).
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		MinVersion: tls.VersionTLS12,
+	}
+	h := &Hub{cfg: cfg, Store: st, CA: ca, log: cfg.Log, metrics: newMetrics(),
+		enrol: rate.NewLimiter(enrolRate, enrolRate), perHost: map[string]*rate.Limiter{}, perIP: map[string]*rate.Limiter{},
+		hooks: make(chan store.Incident, 256)}
+	if cfg.Listen == "" { // administration only: tokens, users
+		return h, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h.ln = tls.NewListener(ln, tlsCfg)
+	h.srv = &http.Server{Handler: h.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug)}
+	return h, nil
+}
+
+// Close releases the store of a hub that is not serving.
+func (h *Hub) Close() error { return h.Store.Close() }
+
+// Addr is the listening address.
+func (h *Hub) Addr() string { return h.ln.Addr().String() }
+
+// URL is https://ADDR.
+func (h *Hub) URL() string { return "https://" + h.Addr() }
+
+// Serve runs until ctx ends.
+func (h *Hub) Serve(ctx context.Context) error {
+	h.wg.Add(1)
+	go func() { defer h.wg.Done(); h.webhooks(ctx) }()
+	errc := make(chan error, 1)
+	go func() { errc <- h.srv.Serve(h.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := h.srv.Shutdown(sctx)
+	h.wg.Wait()
+	h.Store.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (h *Hub) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/enroll", h.handleEnroll)
+	mux.HandleFunc("POST /v1/agent/reports", h.agent(h.handleReports))
+	mux.Handle("GET /metrics", h.metrics.handler())
+	h.consoleRoutes(mux)
+	return mux
+}
+
+// NewToken makes a one-time enrolment token. The token carries the
+// fingerprint of the hub's CA so that the agent can trust the hub on first
+// contact without trusting the network.
+func (h *Hub) NewToken(ctx context.Context, ttl time.Duration) (string, error) {
+	secret := store.NewID()
+	if err := h.Store.CreateToken(ctx, hashSecret(secret), time.Now().Add(ttl)); err != nil {
+		return "", err
+	}
+	return FormatToken(secret, h.CA.Cert.Raw), nil
+}
+
+// FormatToken spells a token: ks1.SECRET.SHA256(CA certificate).
+func FormatToken(secret string, caDER []byte) string {
+	sum := sha256.Sum256(caDER)
+	return "ks1." + secret + "." + hex.EncodeToString(sum[:])
+}
+
+func hashSecret(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func (h *Hub) limiter(m map[string]*rate.Limiter, key string, r rate.Limit, burst int) *rate.Limiter {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := m[key]
+	if l == nil {
+		if len(m) > 100_000 { // bounded: forget everyone rather than grow without end
+			clear(m)
+		}
+		l = rate.NewLimiter(r, burst)
+		m[key] = l
+	}
+	return l
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (h *Hub) audit(ctx context.Context, actor, action, target, detail string) {
+	if err := h.Store.AddAudit(ctx, store.AuditEntry{Time: time.Now(), Actor: actor, Action: action, Target: target, Detail: detail}); err != nil {
+		h.log.Error("audit", "err", err)
+	}
+}
+
+func httpError(w http.ResponseWriter, code int, format string, args ...any) {
+	http.Error(w, fmt.Sprintf(format, args...), code)
+}

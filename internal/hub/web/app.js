@@ -1,0 +1,196 @@
+// The killswitch console: plain JavaScript, no build step. Every value
+// from the hub is put in the page as text (never as HTML): file names and
+// host names come from hosts that may be under attack.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "onclick") e.addEventListener("click", v);
+    else if (v !== undefined && v !== null) e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function badge(text) { return el("span", { class: "badge " + text }, text); }
+function when(t) { return t && !t.startsWith("0001") ? new Date(t).toLocaleString() : "—"; }
+
+let me = null;
+
+async function api(path, opts) {
+  opts = opts || {};
+  const headers = { "X-Killswitch": "1" };
+  if (opts.body) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method: opts.method || "GET", headers, body: opts.body ? JSON.stringify(opts.body) : undefined, credentials: "same-origin" });
+  if (r.status === 401) { showLogin(); throw new Error("sign in"); }
+  if (!r.ok) throw new Error((await r.text()).trim());
+  return r.status === 204 ? null : r.json();
+}
+
+function showLogin() {
+  me = null;
+  $("#nav").hidden = true;
+  $("#view").replaceChildren();
+  $("#login").hidden = false;
+}
+
+async function start() {
+  try {
+    me = await api("/api/me");
+  } catch (e) { return; }
+  $("#login").hidden = true;
+  $("#nav").hidden = false;
+  $("#who").textContent = me.name + " (" + me.role + ")";
+  route();
+}
+
+$("#login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("#login-error").textContent = "";
+  const r = await fetch("/api/login", { method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user: $("#user").value, password: $("#password").value }) });
+  if (!r.ok) { $("#login-error").textContent = (await r.text()).trim(); return; }
+  $("#password").value = "";
+  start();
+});
+
+$("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }).catch(() => {}); showLogin(); });
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows.length ? rows : [el("tr", {}, el("td", { colspan: headers.length, class: "muted" }, "nothing yet"))]));
+}
+
+function incidentSummary(inc) {
+  return inc.body && typeof inc.body === "object" ? inc.body : {};
+}
+
+async function queue(hostID, kind, args) {
+  const r = await api("/api/actions", { method: "POST", body: { host_id: hostID, kind, args: args || "" } });
+  return r.queued;
+}
+
+const views = {
+  async hosts() {
+    const hosts = await api("/api/hosts");
+    const exposed = hosts.filter((h) => h.exposure.some((x) => x.ms17_010 === "vulnerable" || x.doublepulsar === true)).length;
+    return [el("h2", {}, "Hosts"),
+      el("div", { class: "cards" },
+        el("div", { class: "card" }, el("b", {}, hosts.length), "enrolled"),
+        el("div", { class: "card" }, el("b", {}, hosts.filter((h) => h.status === "online").length), "online"),
+        el("div", { class: "card" }, el("b", {}, hosts.filter((h) => h.status === "isolated").length), "isolated"),
+        el("div", { class: "card" }, el("b", {}, exposed), "exposed to WannaCry")),
+      table(["Host", "Status", "Last seen", "Address", "Exposure", ""], hosts.map((h) => el("tr", { "data-host": h.name },
+        el("td", {}, h.name), el("td", {}, badge(h.status)), el("td", {}, when(h.last_seen)), el("td", {}, h.addr),
+        el("td", {}, h.exposure.length ? h.exposure.map((x) => el("div", {}, x.port + ": SMBv1 " + (x.smb1 ? "on" : "off") + ", MS17-010 " + x.ms17_010)) : "—"),
+        el("td", {}, me.role === "responder" && h.status !== "revoked" ? [
+          el("button", { class: "secondary", onclick: async () => { await queue(h.id, h.isolated ? "release" : "isolate"); route(); } }, h.isolated ? "Release" : "Isolate")] : "")))))];
+  },
+
+  async incidents() {
+    const incs = await api("/api/incidents");
+    return [el("h2", {}, "Incidents"), table(["Opened", "Host", "Kind", "Incident", "State", "Process", "Files"], incs.map((i) => {
+      const b = incidentSummary(i);
+      return el("tr", { "data-incident": i.agent_key },
+        el("td", {}, when(i.opened)), el("td", {}, i.host_name), el("td", {}, i.kind),
+        el("td", {}, el("a", { href: "#/incident/" + i.id }, i.agent_key)), el("td", {}, badge(b.state || "open")),
+        el("td", {}, b.actor ? b.actor.executable || "" : (b.source ? b.source.ip : "")),
+        el("td", {}, (b.damaged || []).length + " damaged, " + (b.files || []).length + " events"));
+    }))];
+  },
+
+  async incident(id) {
+    const inc = await api("/api/incidents/" + encodeURIComponent(id));
+    const b = incidentSummary(inc);
+    const actions = await api("/api/actions");
+    const mine = actions.filter((a) => a.kind === "restore" && a.args === inc.agent_key && a.host_id === inc.host_id);
+    const events = (b.files || []).slice(0, 500);
+    return [el("h2", {}, "Incident ", inc.agent_key, " on ", inc.host_name),
+      el("p", {}, "State ", badge(b.state || "open"), " — opened ", when(inc.opened),
+        b.actor ? [" by pid ", String(b.actor.pid), " ", b.actor.executable || ""] : "",
+        b.score ? " — score " + b.score.toFixed(2) : ""),
+      b.indicators ? el("p", { class: "muted" }, "Indicators: ", b.indicators.join(", ")) : "",
+      me.role === "responder" && inc.kind === "incident" ? el("p", {},
+        el("button", { id: "restore", onclick: async () => { await queue(inc.host_id, "restore", inc.agent_key); route(); } }, "Queue restore")) : "",
+      mine.length ? el("p", { id: "restore-state" }, "Restore: ", mine.map((a) => [badge(a.state), " ", a.result, " "])) : "",
+      el("h3", {}, "Timeline"),
+      el("ul", { class: "timeline" },
+        el("li", {}, when(b.first_event), " first damaging write"),
+        el("li", {}, when(b.frozen_at), " process tree frozen"),
+        b.restored_at ? el("li", {}, when(b.restored_at), " files restored") : ""),
+      el("h3", {}, "Files (", String((b.files || []).length), ")"),
+      table(["Time", "Operation", "Path", "Damaged"], events.map((f) => el("tr", {},
+        el("td", {}, when(f.time)), el("td", {}, f.op || f.kind || ""), el("td", {}, f.path || ""),
+        el("td", {}, (b.damaged || []).includes(f.path) ? "yes" : ""))))];
+  },
+
+  async outbreak() {
+    const incs = (await api("/api/incidents")).slice().reverse();
+    if (!incs.length) return [el("h2", {}, "Outbreak"), el("p", { class: "muted" }, "No incidents.")];
+    const hosts = [...new Set(incs.map((i) => i.host_name))];
+    const t0 = new Date(incs[0].opened).getTime(), t1 = new Date(incs[incs.length - 1].opened).getTime();
+    const W = 900, rowH = 26, left = 160, H = hosts.length * rowH + 40;
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "outbreak");
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const mk = (tag, attrs, text) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text) e.textContent = text; svg.append(e); return e; };
+    hosts.forEach((h, i) => { mk("text", { x: 4, y: 24 + i * rowH }, h); mk("line", { x1: left, x2: W - 10, y1: 20 + i * rowH, y2: 20 + i * rowH }); });
+    incs.forEach((inc) => {
+      const x = left + (t1 > t0 ? (new Date(inc.opened).getTime() - t0) / (t1 - t0) : 0.5) * (W - left - 20);
+      const c = mk("circle", { cx: x, cy: 20 + hosts.indexOf(inc.host_name) * rowH, r: 6, class: inc.kind });
+      const title = document.createElementNS(ns, "title"); title.textContent = inc.host_name + " " + when(inc.opened); c.append(title);
+    });
+    mk("text", { x: left, y: H - 4 }, when(incs[0].opened));
+    mk("text", { x: W - 160, y: H - 4 }, when(incs[incs.length - 1].opened));
+    return [el("h2", {}, "Outbreak: how the attack spread"), el("p", { class: "muted" }, incs.length + " incidents on " + hosts.length + " hosts, first at " + when(incs[0].opened)), svg,
+      table(["Time", "Host", "Kind"], incs.map((i) => el("tr", {}, el("td", {}, when(i.opened)), el("td", {}, i.host_name), el("td", {}, i.kind))))];
+  },
+
+  async scans() {
+    const scans = await api("/api/scans");
+    const rows = scans.map((s) => [s, s.body || {}]);
+    const rank = (b) => (b.doublepulsar ? 0 : b.ms17_010 === "vulnerable" ? 1 : b.smb1 ? 2 : 3);
+    rows.sort((a, b) => rank(a[1]) - rank(b[1]));
+    return [el("h2", {}, "Exposure (scan results)"), table(["Address", "SMBv1", "Dialects", "Signing", "MS17-010", "DoublePulsar", "Scanned"],
+      rows.map(([s, b]) => el("tr", {}, el("td", {}, s.key), el("td", {}, b.smb1 === null ? "?" : b.smb1 ? "ON" : "off"),
+        el("td", {}, (b.dialects || []).join(" ")), el("td", {}, b.signing || "?"),
+        el("td", {}, badge(b.ms17_010 || "?"), " ", b.ms17_010_reason || ""), el("td", {}, b.doublepulsar ? badge("critical") : String(b.doublepulsar)),
+        el("td", {}, when(s.scanned)))))];
+  },
+
+  async actions() {
+    const acts = await api("/api/actions");
+    return [el("h2", {}, "Action queue"), table(["Queued", "Host", "Action", "Argument", "By", "State", "Result"], acts.map((a) => el("tr", {},
+      el("td", {}, when(a.created)), el("td", {}, a.host_id.slice(0, 8)), el("td", {}, a.kind), el("td", {}, a.args), el("td", {}, a.created_by),
+      el("td", {}, badge(a.state)), el("td", {}, a.result))))];
+  },
+
+  async audit() {
+    const log = await api("/api/audit");
+    return [el("h2", {}, "Audit log"), table(["Time", "Who", "What", "Target", "Detail"], log.map((e) => el("tr", {},
+      el("td", {}, when(e.time)), el("td", {}, e.actor), el("td", {}, e.action), el("td", {}, e.target), el("td", {}, e.detail))))];
+  },
+};
+
+async function route() {
+  if (!me) return;
+  const [, name, arg] = (location.hash || "#/hosts").split("/");
+  const view = views[name] || views.hosts;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === "#/" + name);
+  try {
+    $("#view").replaceChildren(...(await view(arg && decodeURIComponent(arg))));
+  } catch (e) {
+    if (me) $("#view").replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+window.addEventListener("hashchange", route);
+setInterval(() => { if (me && !document.hidden) route(); }, 3000);
+start();
