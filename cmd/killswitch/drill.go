@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/drill"
+	"github.com/killswitch-dev/killswitch/internal/hub"
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/simulate"
 )
 
@@ -20,6 +23,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	keep := fs.Bool("keep", false, "keep the drill's temporary folder")
 	asJSON := fs.Bool("json", false, "one JSON object per profile on stdout")
 	verbose := fs.Bool("v", false, "show the guard's log")
+	withHub := fs.Bool("hub", false, "also start a hub, link the guard to it as an agent, restore through the hub, and keep the console up until Ctrl-C")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,10 +42,22 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		logw = stderr
 	}
+	var local *localHub
+	if *withHub {
+		if local, err = startLocalHub(ctx, stderr); err != nil {
+			return err
+		}
+		defer local.stop()
+	}
 	failed := 0
 	for _, p := range profiles {
-		res, err := drill.Run(ctx, drill.Options{Profile: p, Files: *files, Exe: exe, Keep: *keep,
-			Log: slog.New(slog.NewTextHandler(logw, nil))})
+		opt := drill.Options{Profile: p, Files: *files, Exe: exe, Keep: *keep, Log: slog.New(slog.NewTextHandler(logw, nil))}
+		if local != nil {
+			if opt.Hub, err = local.link(ctx, p); err != nil {
+				return err
+			}
+		}
+		res, err := drill.Run(ctx, opt)
 		if err != nil {
 			return err
 		}
@@ -54,10 +70,66 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		printDrill(stdout, res, *keep)
 	}
+	if local != nil {
+		local.wait(ctx, stdout)
+	}
 	if failed > 0 {
 		return fmt.Errorf("%w: %d of %d drills did not end with the attack stopped and every file restored", errFindings, failed, len(profiles))
 	}
 	return nil
+}
+
+// localHub is the hub a drill starts with --hub: loopback only, a
+// throwaway folder, one responder account.
+type localHub struct {
+	h        *hub.Hub
+	dir      string
+	password string
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+func startLocalHub(ctx context.Context, stderr io.Writer) (*localHub, error) {
+	dir, err := os.MkdirTemp("", "killswitch-drill-hub-")
+	if err != nil {
+		return nil, err
+	}
+	h, err := hub.Open(ctx, hub.Config{Listen: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		return nil, err
+	}
+	l := &localHub{h: h, dir: dir, password: store.NewID()[:16], done: make(chan error, 1)}
+	if err := h.AddUser(ctx, "drill", l.password, hub.RoleResponder); err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go func() { l.done <- h.Serve(hctx) }()
+	fmt.Fprintf(stderr, "hub: console at %s/ (user drill, password %s)\n", h.URL(), l.password)
+	return l, nil
+}
+
+func (l *localHub) link(ctx context.Context, profile string) (*drill.HubLink, error) {
+	tok, err := l.h.NewToken(ctx, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return &drill.HubLink{URL: l.h.URL(), Token: tok, StateDir: filepath.Join(l.dir, "agent-"+profile),
+		RestoreVia: func(ctx context.Context, host, incident string) error {
+			return l.h.RestoreAndWait(ctx, "drill", host, incident)
+		}}, nil
+}
+
+// wait keeps the console up for the operator until Ctrl-C.
+func (l *localHub) wait(ctx context.Context, w io.Writer) {
+	fmt.Fprintf(w, "\nThe incidents are in the hub's console: %s/ (user drill, password %s). Ctrl-C to stop.\n", l.h.URL(), l.password)
+	<-ctx.Done()
+}
+
+func (l *localHub) stop() {
+	l.cancel()
+	<-l.done
+	os.RemoveAll(l.dir)
 }
 
 func printDrill(w io.Writer, r drill.Result, kept bool) {
@@ -75,7 +147,7 @@ func printDrill(w io.Writer, r drill.Result, kept bool) {
 	} else {
 		fmt.Fprintf(w, "3. NOT STOPPED: the simulator ran to the end; %d files damaged\n", r.Damaged)
 	}
-	fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s'\n", r.Incident)
+	fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s' (through the hub with --hub)\n", r.Incident)
 	fmt.Fprintf(w, "   files still missing or different from their original checksum: %d; attacker files left: %d\n", r.Lost, r.LeftOver)
 	if r.OK() {
 		fmt.Fprintln(w, "RESULT: PASS: attack stopped, every file back byte for byte")

@@ -118,6 +118,9 @@ func Open(ctx context.Context, cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// Hub is the hub's URL.
+func (a *Agent) Hub() string { return a.id.Hub }
+
 // HostID is the identity the hub gave this host.
 func (a *Agent) HostID() string { return a.id.HostID }
 

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/guard"
+	hubstore "github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/simulate"
 	"github.com/killswitch-dev/killswitch/internal/vault"
 )
@@ -33,6 +35,18 @@ type Options struct {
 	// NoDetect arms only the vault (detector threshold unreachable), to prove
 	// that restore --before recovers an attack that was missed.
 	NoDetect bool
+	// Hub, when set, links the drill's guard to a hub as an agent.
+	Hub *HubLink
+}
+
+// HubLink connects a drill to a hub.
+type HubLink struct {
+	URL, Token string
+	StateDir   string // the agent's identity and outbox
+	// RestoreVia replaces the drill's own restore: it must get the
+	// incident restored through the hub (an action the agent runs) and
+	// return once that is done.
+	RestoreVia func(ctx context.Context, hostID, incident string) error
 }
 
 // Result is what happened.
@@ -91,12 +105,35 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.NoDetect {
 		cfg.Detector.Threshold = 1e18
 	}
-	g, err := guard.New(cfg)
+	gctx, stopGuard := context.WithCancel(ctx)
+	defer stopGuard()
+	var ag *agent.Agent
+	var g *guard.Guard
+	var agentDone chan struct{}
+	if o.Hub != nil {
+		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: []string{"nft"}}
+		ag, err = agent.Open(ctx, agent.Config{StateDir: o.Hub.StateDir, Hub: o.Hub.URL, Token: o.Hub.Token, Name: "drill-" + o.Profile,
+			Version: "drill", Interval: time.Second, Actions: host, Log: o.Log})
+		if err != nil {
+			return res, err
+		}
+		host.AfterRestore = func(id string) {
+			if inc, err := g.Incident(id); err == nil {
+				ag.Report(hubstore.KindIncident, id, inc)
+			}
+		}
+		cfg.OnIncident = func(i vault.Incident) {
+			ag.Report(hubstore.KindIncident, i.ID, i)
+			incidents <- i
+		}
+		agentDone = make(chan struct{})
+		go func() { defer close(agentDone); ag.Run(gctx) }()
+		defer func() { stopGuard(); <-agentDone }()
+	}
+	g, err = guard.New(cfg)
 	if err != nil {
 		return res, err
 	}
-	gctx, stopGuard := context.WithCancel(ctx)
-	defer stopGuard()
 	guardDone := make(chan error, 1)
 	go func() { guardDone <- g.Run(gctx) }()
 	select {
@@ -140,7 +177,16 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	// Restore as a separate process while the guard still runs: the guard
 	// must let it read the vault and must not take it for an attack.
-	out, rerr := exec.CommandContext(ctx, o.Exe, args...).CombinedOutput()
+	var out []byte
+	var rerr error
+	if o.Hub != nil && o.Hub.RestoreVia != nil && res.Stopped {
+		rerr = o.Hub.RestoreVia(ctx, ag.HostID(), inc.ID)
+		if rerr != nil {
+			out = []byte(rerr.Error())
+		}
+	} else {
+		out, rerr = exec.CommandContext(ctx, o.Exe, args...).CombinedOutput()
+	}
 	res.RestoreOutput = string(out)
 	res.Lost = len(simulate.Damage(corpus, m))
 	res.LeftOver = len(simulate.Extra(corpus, m))

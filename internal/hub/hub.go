@@ -215,3 +215,42 @@ func (h *Hub) audit(ctx context.Context, actor, action, target, detail string) {
 func httpError(w http.ResponseWriter, code int, format string, args ...any) {
 	http.Error(w, fmt.Sprintf(format, args...), code)
 }
+
+// RestoreAndWait queues a restore of the host's incident as actor and
+// waits until the agent reports it done (nil) or failed.
+func (h *Hub) RestoreAndWait(ctx context.Context, actor, hostID, incident string) error {
+	a := store.Action{ID: store.NewID(), HostID: hostID, Kind: "restore", Args: incident, CreatedBy: actor, Created: time.Now()}
+	if err := h.Store.QueueAction(ctx, a); err != nil {
+		return err
+	}
+	h.audit(ctx, actor, "queue-restore", hostID, incident)
+	return h.WaitAction(ctx, a.ID)
+}
+
+// WaitAction waits for an action to end.
+func (h *Hub) WaitAction(ctx context.Context, id string) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		acts, err := h.Store.Actions(ctx, 1000)
+		if err != nil {
+			return err
+		}
+		for _, a := range acts {
+			if a.ID != id {
+				continue
+			}
+			switch a.State {
+			case store.ActionDone:
+				return nil
+			case store.ActionFailed:
+				return fmt.Errorf("restore failed on the host: %s", a.Result)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
