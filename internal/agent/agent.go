@@ -244,6 +244,9 @@ func (a *Agent) Report(kind, key string, body any) error {
 	return nil
 }
 
+// Close releases the outbox; call it after Run has returned.
+func (a *Agent) Close() error { return a.db.Close() }
+
 // Pending is the number of reports not yet acknowledged.
 func (a *Agent) Pending() int {
 	var n int
@@ -260,7 +263,6 @@ func (a *Agent) LastContact() time.Time {
 
 // Run sends heartbeats and reports and runs actions until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.db.Close()
 	defer a.client.CloseIdleConnections()
 	actions := make(chan store.Action, 64)
 	var wg sync.WaitGroup

@@ -16,8 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/agent"
+	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/guard"
 	hubstore "github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/simulate"
@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			incidents <- i
 		}
 		agentDone = make(chan struct{})
-		go func() { defer close(agentDone); ag.Run(gctx) }()
+		go func() { defer close(agentDone); ag.Run(gctx); ag.Close() }()
 		defer func() { stopGuard(); <-agentDone }()
 	}
 	g, err = guard.New(cfg)
