@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/hub"
 	"github.com/killswitch-dev/killswitch/internal/hub/store"
+	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -379,5 +381,14 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(m), `killswitch_hub_incidents_total{kind="incident"} 1`) {
 		t.Errorf("metrics:\n%s", m)
+	}
+}
+
+// TestConsoleScriptParses catches a syntax error in the console's script
+// without a browser (the end-to-end test in internal/drill runs it).
+func TestConsoleScriptParses(t *testing.T) {
+	node := testenv.RequireTool(t, "node")
+	if out, err := exec.Command(node, "--check", "web/app.js").CombinedOutput(); err != nil {
+		t.Fatalf("web/app.js: %v\n%s", err, out)
 	}
 }

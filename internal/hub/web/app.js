@@ -11,7 +11,7 @@ function el(tag, attrs, ...children) {
     if (k === "onclick") e.addEventListener("click", v);
     else if (v !== undefined && v !== null) e.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -90,7 +90,7 @@ const views = {
         el("td", {}, h.name), el("td", {}, badge(h.status)), el("td", {}, when(h.last_seen)), el("td", {}, h.addr),
         el("td", {}, h.exposure.length ? h.exposure.map((x) => el("div", {}, x.port + ": SMBv1 " + (x.smb1 ? "on" : "off") + ", MS17-010 " + x.ms17_010)) : "—"),
         el("td", {}, me.role === "responder" && h.status !== "revoked" ? [
-          el("button", { class: "secondary", onclick: async () => { await queue(h.id, h.isolated ? "release" : "isolate"); route(); } }, h.isolated ? "Release" : "Isolate")] : "")))))];
+          el("button", { class: "secondary", onclick: async () => { await queue(h.id, h.isolated ? "release" : "isolate"); route(); } }, h.isolated ? "Release" : "Isolate")] : ""))))];
   },
 
   async incidents() {

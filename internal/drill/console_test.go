@@ -1,0 +1,149 @@
+package drill
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/killswitch-dev/killswitch/internal/hub"
+	"github.com/killswitch-dev/killswitch/internal/testenv"
+)
+
+// TestConsoleEndToEnd drives the hub's console in headless Chromium: an
+// operator signs in, sees the incident a real guard raised, queues a
+// restore, and sees it done; the drill then checks every file. Screenshots
+// of each page go to $KILLSWITCH_SCREENSHOTS when it is set.
+func TestConsoleEndToEnd(t *testing.T) {
+	testenv.RequireRoot(t)
+	chromium := testenv.RequireTool(t, "chromium")
+	exe := buildKillswitch(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	h, err := hub.Open(ctx, hub.Config{Listen: "127.0.0.1:0", DataDir: dir, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stopHub := context.WithCancel(ctx)
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- h.Serve(hctx) }()
+	defer func() { stopHub(); <-hubDone }()
+	const user, password = "rita", "responder password 1"
+	if err := h.AddUser(ctx, user, password, hub.RoleResponder); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := h.NewToken(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.IgnoreCertErrors,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(filepath.Join(dir, "chromium")),
+		chromedp.WindowSize(1280, 900))...)
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+	shots := os.Getenv("KILLSWITCH_SCREENSHOTS")
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			if shots == "" {
+				return nil
+			}
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+		})
+	}
+	// The first action starts the browser: no time-out on it.
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(browser, 60*time.Second)
+		defer cancel()
+		if err := chromedp.Do(c, actions...); err != nil {
+			chromedp.Do(browser, shot("failed"))
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// goTo follows an in-page link: a hash change loads no new document,
+	// so it is not a navigation to wait for.
+	goTo := func(view string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[any](`location.hash = "#/` + view + `"`)(ctx, tg)
+			return err
+		})
+	}
+	run("sign in",
+		chromedp.Navigate(h.URL()+"/"),
+		chromedp.WaitVisible("#login"),
+		chromedp.SendKeys("#user", user),
+		chromedp.SendKeys("#password", password),
+		shot("01-sign-in"),
+		chromedp.Click("#signin"),
+		chromedp.WaitVisible("#nav"),
+	)
+
+	var restoredInBrowser string
+	res, err := Run(ctx, Options{Profile: "wannacry", Files: 60, Exe: exe, Log: slog.New(slog.DiscardHandler),
+		Hub: &HubLink{URL: h.URL(), Token: tok, StateDir: filepath.Join(dir, "agent"),
+			RestoreVia: func(ctx context.Context, hostID, incident string) error {
+				row := `tr[data-incident="` + incident + `"] a`
+				run("see the incident and queue a restore",
+					goTo("hosts"),
+					chromedp.WaitVisible(`tr[data-host="drill-wannacry"]`),
+					shot("02-hosts"),
+					goTo("incidents"),
+					chromedp.WaitVisible(row),
+					shot("03-incidents"),
+					chromedp.Click(row),
+					chromedp.WaitVisible("#restore"),
+					shot("04-incident"),
+					chromedp.Click("#restore"),
+					chromedp.WaitVisible("#restore-state"),
+				)
+				// The page refreshes every 3 s; wait for the agent to report.
+				run("see the restore done",
+					chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := chromedp.Poll[bool](`document.querySelector("#restore-state") && document.querySelector("#restore-state").textContent.includes("done")`,
+							chromedp.WithPollingTimeout(45*time.Second))(ctx, tg)
+						if err == nil {
+							restoredInBrowser, err = chromedp.Text("#restore-state")(ctx, tg)
+						}
+						return err
+					}),
+					shot("05-restored"),
+					goTo("outbreak"), chromedp.WaitVisible("svg.outbreak"), shot("06-outbreak"),
+					goTo("actions"), chromedp.WaitVisible("table"), shot("07-actions"),
+					goTo("audit"), chromedp.WaitVisible("table"), shot("08-audit"),
+				)
+				return nil
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Stopped || res.Lost != 0 || res.LeftOver != 0 {
+		t.Fatalf("drill through the console: %+v\n%s", res, res.RestoreOutput)
+	}
+	if !strings.Contains(restoredInBrowser, "restored") {
+		t.Errorf("the console says %q", restoredInBrowser)
+	}
+	log, _ := h.Store.Audit(ctx, 100)
+	found := false
+	for _, e := range log {
+		found = found || e.Actor == user && e.Action == "queue-restore"
+	}
+	if !found {
+		t.Error("the restore queued in the browser is not in the audit log")
+	}
+}
