@@ -8,9 +8,14 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"sync"
+	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/guard"
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
+	"github.com/killswitch-dev/killswitch/internal/vault"
 )
 
 func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,6 +25,8 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jsonLogs := fs.Bool("json", false, "write logs on stderr as JSON Lines")
 	blockExec := fs.Bool("block-exec", true, "after stopping an attack, deny every further execution of its binary (never a system binary under /usr, /bin, /sbin, /lib)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
+	hubFlags := addAgentFlags(fs)
+	isolateTimeout := fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -47,9 +54,42 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer f.Close()
 		aw = f
 	}
-	g, err := guard.New(guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
-		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }})
+	cfg := guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
+		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }}
+	exe, err := os.Executable()
 	if err != nil {
+		return err
+	}
+	host := &agent.Host{Exe: exe, Vault: *vaultDir, Hub: *hubFlags.hub, NFT: []string{"nft"}}
+	ag, err := hubFlags.open(ctx, host, log)
+	if err != nil {
+		return err
+	}
+	var g *guard.Guard
+	var wg sync.WaitGroup
+	if ag != nil {
+		defer ag.Close()
+		cfg.OnIncident = func(inc vault.Incident) {
+			if err := ag.Report(store.KindIncident, inc.ID, inc); err != nil {
+				log.Error("hub report", "err", err)
+			}
+		}
+		host.AfterRestore = func(id string) {
+			if inc, err := g.Incident(id); err == nil {
+				ag.Report(store.KindIncident, id, inc)
+			}
+		}
+		actx, stop := context.WithCancel(ctx)
+		defer func() { stop(); wg.Wait() }()
+		wg.Add(2)
+		go func() { defer wg.Done(); ag.Run(actx) }()
+		go func() {
+			defer wg.Done()
+			host.Watch(actx, ag.LastContact, *isolateTimeout, func() { log.Warn("hub unreachable: isolation undone") })
+		}()
+		log.Info("reporting to the hub", "hub", ag.Hub(), "host_id", ag.HostID())
+	}
+	if g, err = guard.New(cfg); err != nil {
 		return err
 	}
 	return g.Run(ctx)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/scan"
 )
 
@@ -44,6 +46,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	all := fs.Bool("all", false, "table: list closed and filtered ports too")
 	output := fs.String("o", "", "write the report to `FILE` instead of stdout")
 	quiet := fs.Bool("q", false, "no progress or summary on stderr")
+	hubFlags := addAgentFlags(fs)
 	specs, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -124,10 +127,20 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			bar.update(int(p.Done), int(p.Total))
 		}
 	}
+	ag, err := hubFlags.open(ctx, nil, newLogger(stderr, false))
+	if err != nil {
+		return err
+	}
+	if ag != nil {
+		defer ag.Close()
+	}
 	var results []scan.Result
 	jw := scan.NewJSONWriter(out)
 	var writeErr error
 	sum, err := scan.Run(ctx, targets, opt, func(r scan.Result) {
+		if ag != nil && r.State == scan.PortOpen {
+			ag.Report(store.KindScan, netip.AddrPortFrom(r.IP, uint16(r.Port)).String(), r)
+		}
 		if *format == "json" {
 			if err := jw.Write(r); err != nil && writeErr == nil {
 				writeErr = err
@@ -163,6 +176,11 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stderr, "scan: %s %d of %d hosts in %s (%.0f hosts/s): %s\n", state, sum.Done, sum.Total,
 			sum.Elapsed.Round(time.Millisecond), sum.HostsPerSecond(), tally(results, *format == "json"))
+	}
+	if ag != nil {
+		if left := flush(context.WithoutCancel(ctx), ag, 30*time.Second); left > 0 {
+			fmt.Fprintf(stderr, "scan: %d results wait in the outbox for the hub (%s)\n", left, ag.Hub())
+		}
 	}
 	if sum.Vulnerable > 0 {
 		return fmt.Errorf("%w: %d host ports lack MS17-010 or carry DoublePulsar", errFindings, sum.Vulnerable)

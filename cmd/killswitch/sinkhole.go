@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/sinkhole"
 )
 
@@ -41,6 +42,7 @@ func runSinkhole(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	domainsFile := fs.String("domains", "", "file of extra kill-switch names, one per line (# comments)")
 	alerts := fs.String("alerts", "", "append alerts (ECS JSON Lines) to FILE (default stdout)")
 	group := fs.Duration("group", time.Hour, "one alert per host per this period; repeated hits are counted into it")
+	hubFlags := addAgentFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -85,7 +87,23 @@ func runSinkhole(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		out = f
 	}
 	rep := sinkhole.NewReporter(alert.NewWriter(out), *group)
-	rep.OnAlert = func(a alert.Alert) { fmt.Fprintln(stderr, "sinkhole: ALERT", a.Message) }
+	ag, err := hubFlags.open(ctx, nil, newLogger(stderr, false))
+	if err != nil {
+		return err
+	}
+	rep.OnAlert = func(a alert.Alert) {
+		fmt.Fprintln(stderr, "sinkhole: ALERT", a.Message)
+		if ag != nil { // the hub makes it an incident on the host that asked
+			ag.Report(store.KindSinkhole, a.Source.IP+"@"+a.Timestamp.Format(time.RFC3339), a)
+		}
+	}
+	if ag != nil {
+		defer ag.Close()
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { ag.Run(actx); close(done) }()
+		defer func() { stop(); <-done }()
+	}
 	srv, err := sinkhole.Start(sinkhole.Config{DNSAddr: *dnsAddr, HTTPAddr: *httpAddr, Answer: answers, Upstream: *upstream,
 		Domains: domains, Reporter: rep})
 	if err != nil {

@@ -80,7 +80,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// so it is not a navigation to wait for.
 	goTo := func(view string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[any](`location.hash = "#/` + view + `"`)(ctx, tg)
+			_, err := chromedp.Evaluate[any](`location.hash = "#/`+view+`"`)(ctx, tg)
 			return err
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -174,7 +175,11 @@ func (h *Hub) handleReports(w http.ResponseWriter, r *http.Request, host store.H
 	}
 	reply := ReportReply{Acked: []string{}, Actions: []store.Action{}}
 	for _, rep := range batch.Reports {
-		outcome, err := h.Store.Ingest(ctx, host.ID, rep, now)
+		target := host
+		if rep.Kind == store.KindSinkhole {
+			target = h.askingHost(ctx, host, rep)
+		}
+		outcome, err := h.Store.Ingest(ctx, target.ID, rep, now)
 		if err != nil {
 			// Stop here: later reports wait so that order is kept.
 			h.log.Error("ingest", "host", host.Name, "report", rep.ID, "err", err)
@@ -183,7 +188,7 @@ func (h *Hub) handleReports(w http.ResponseWriter, r *http.Request, host store.H
 		reply.Acked = append(reply.Acked, rep.ID)
 		h.metrics.reports.WithLabelValues(rep.Kind).Inc()
 		if outcome == store.NewIncident {
-			h.newIncident(ctx, host, rep)
+			h.newIncident(ctx, target, rep)
 		}
 	}
 	actions, err := h.Store.TakeActions(ctx, host.ID, now)
@@ -203,6 +208,51 @@ func (h *Hub) newIncident(ctx context.Context, host store.Host, rep store.Report
 	default:
 		h.log.Warn("webhook queue full; incident not announced", "host", host.Name, "incident", rep.Key)
 	}
+}
+
+// askingHost is the host a sinkhole hit is about: the enrolled host that
+// last connected from the address that asked, or else a host record for
+// that address, marked as not enrolled (an infected machine with no agent
+// is exactly what the console must show).
+func (h *Hub) askingHost(ctx context.Context, sinkhole store.Host, rep store.Report) store.Host {
+	var body struct {
+		Source struct {
+			IP string `json:"ip"`
+		} `json:"source"`
+	}
+	ip, err := netip.ParseAddr(func() string { json.Unmarshal(rep.Body, &body); return body.Source.IP }())
+	if err != nil {
+		return sinkhole
+	}
+	hosts, err := h.Store.Hosts(ctx)
+	if err != nil {
+		return sinkhole
+	}
+	// Of the enrolled hosts last seen at that address, the most recent one
+	// other than the sinkhole's own host.
+	var best *store.Host
+	for i, c := range hosts {
+		ap, err := netip.ParseAddrPort(c.Addr)
+		if err != nil || ap.Addr().Unmap() != ip.Unmap() || c.CertSerial == "-" || c.ID == sinkhole.ID {
+			continue
+		}
+		if best == nil || c.LastSeen.After(best.LastSeen) {
+			best = &hosts[i]
+		}
+	}
+	if best != nil {
+		return *best
+	}
+	id := "unenrolled-" + ip.String()
+	if c, err := h.Store.Host(ctx, id); err == nil {
+		return c
+	}
+	c := store.Host{ID: id, Name: ip.String() + " (not enrolled)", Enrolled: time.Now(), CertSerial: "-", Addr: netip.AddrPortFrom(ip, 0).String()}
+	if err := h.Store.AddHost(ctx, c); err != nil {
+		return sinkhole
+	}
+	h.audit(ctx, "agent:"+sinkhole.Name, "unenrolled-host-seen", id, "asked for a kill-switch domain")
+	return c
 }
 
 func cut(s string, n int) string {

@@ -392,3 +392,33 @@ func TestConsoleScriptParses(t *testing.T) {
 		t.Fatalf("web/app.js: %v\n%s", err, out)
 	}
 }
+
+// TestSinkholeHitBecomesIncidentOnAskingHost: a sinkhole's alert is filed
+// under the host that asked, or a new "not enrolled" host for its address.
+func TestSinkholeHitBecomesIncidentOnAskingHost(t *testing.T) {
+	h := startHub(t, t.TempDir(), "127.0.0.1:0", hub.Config{})
+	ctx := context.Background()
+	sink := openAgent(t, h, t.TempDir(), token(t, h))
+	victim := openAgent(t, h, t.TempDir(), token(t, h))
+	stopV := runAgent(t, victim)
+	waitFor(t, "the victim's heartbeat", func() bool { return !victim.LastContact().IsZero() })
+	stopV()
+	vh, _ := h.Store.Host(ctx, victim.HostID())
+	vip, _, _ := strings.Cut(vh.Addr, ":")
+	sink.Report(store.KindSinkhole, vip+"@t1", map[string]any{"source": map[string]string{"ip": vip}, "message": "asked"})
+	sink.Report(store.KindSinkhole, "10.9.9.9@t1", map[string]any{"source": map[string]string{"ip": "10.9.9.9"}})
+	stopS := runAgent(t, sink)
+	defer stopS()
+	waitFor(t, "two incidents", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 2 })
+	incs, _ := h.Store.Incidents(ctx, 10)
+	owners := map[string]string{}
+	for _, i := range incs {
+		owners[i.AgentKey] = i.HostID
+	}
+	if owners[vip+"@t1"] != victim.HostID() {
+		t.Errorf("hit from the victim's address filed under %q, want the victim %q", owners[vip+"@t1"], victim.HostID())
+	}
+	if owners["10.9.9.9@t1"] != "unenrolled-10.9.9.9" {
+		t.Errorf("hit from an unknown address filed under %q", owners["10.9.9.9@t1"])
+	}
+}
