@@ -133,7 +133,10 @@ func (h *Host) Isolate(ctx context.Context) error {
 		fmt.Fprintf(&allow, "\t\t%s daddr %s tcp dport %s accept\n", fam, a, port)
 		fmt.Fprintf(&allow, "\t\t%s saddr %s tcp sport %s accept\n", fam, a, port)
 	}
-	script := fmt.Sprintf(`table inet %[1]s {
+	// One nft transaction: drop any older isolation table, make the new one.
+	script := fmt.Sprintf(`add table inet %[1]s
+delete table inet %[1]s
+table inet %[1]s {
 	chain in {
 		type filter hook input priority -10; policy drop;
 		iif "lo" accept
@@ -144,7 +147,6 @@ func (h *Host) Isolate(ctx context.Context) error {
 %[2]s	}
 }
 `, isolateTable, allow.String())
-	h.nft(ctx, "destroy table inet "+isolateTable+"\n")
 	if err := h.nft(ctx, script); err != nil {
 		return err
 	}
@@ -156,7 +158,7 @@ func (h *Host) Isolate(ctx context.Context) error {
 
 // Release removes the isolation.
 func (h *Host) Release(ctx context.Context) error {
-	if err := h.nft(ctx, "destroy table inet "+isolateTable+"\n"); err != nil {
+	if err := h.nft(ctx, "add table inet "+isolateTable+"\ndelete table inet "+isolateTable+"\n"); err != nil {
 		return err
 	}
 	h.mu.Lock()

@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/testenv"
+)
+
+// netns makes a network namespace joined to this one by a veth pair:
+// 10.201.0.1 here, 10.201.0.2 inside. It is removed when the test ends.
+func netns(t *testing.T) string {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "ip")
+	testenv.RequireTool(t, "nft")
+	ns := fmt.Sprintf("ks-iso-%d", time.Now().UnixNano()%100000)
+	cmds := [][]string{
+		{"ip", "netns", "add", ns},
+		{"ip", "link", "add", ns + "a", "type", "veth", "peer", "name", ns + "b"},
+		{"ip", "link", "set", ns + "b", "netns", ns},
+		{"ip", "addr", "add", "10.201.0.1/24", "dev", ns + "a"},
+		{"ip", "link", "set", ns + "a", "up"},
+		{"ip", "netns", "exec", ns, "ip", "addr", "add", "10.201.0.2/24", "dev", ns + "b"},
+		{"ip", "netns", "exec", ns, "ip", "link", "set", ns + "b", "up"},
+		{"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"},
+	}
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", ns+"a").Run()
+		exec.Command("ip", "netns", "del", ns).Run()
+	})
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, out)
+		}
+	}
+	return ns
+}
+
+func listen(t *testing.T) int {
+	l, err := net.Listen("tcp", "10.201.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// reachable connects from inside the namespace.
+func reachable(ns string, port int) bool {
+	cmd := exec.Command("ip", "netns", "exec", ns, "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/10.201.0.1/"+strconv.Itoa(port))
+	return cmd.Run() == nil
+}
+
+// TestIsolation runs the real nftables isolation inside a namespace: only
+// the hub stays reachable; release restores everything; a host cut off
+// from the hub for too long releases itself.
+func TestIsolation(t *testing.T) {
+	ns := netns(t)
+	hubPort, otherPort := listen(t), listen(t)
+	if !reachable(ns, hubPort) || !reachable(ns, otherPort) {
+		t.Fatal("the namespace cannot reach this side before isolation")
+	}
+	h := &Host{Hub: "https://10.201.0.1:" + strconv.Itoa(hubPort), NFT: []string{"ip", "netns", "exec", ns, "nft"}}
+	ctx := context.Background()
+	if err := h.Isolate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Isolated() || !reachable(ns, hubPort) || reachable(ns, otherPort) {
+		t.Fatalf("isolated: hub reachable %v (want true), other reachable %v (want false)", reachable(ns, hubPort), reachable(ns, otherPort))
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h.Isolated() || !reachable(ns, otherPort) {
+		t.Fatal("release did not restore the network")
+	}
+	// cut off from the hub: the watchdog lifts the isolation
+	if err := h.Isolate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	released := make(chan struct{})
+	go h.Watch(wctx, func() time.Time { return time.Now().Add(-time.Hour) }, 200*time.Millisecond, func() { close(released) })
+	select {
+	case <-released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("isolation not undone after the hub went silent")
+	}
+	if !reachable(ns, otherPort) {
+		t.Error("network not restored by the watchdog")
+	}
+}
