@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -45,8 +46,18 @@ func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	names := fs.String("name", "", "host names and addresses for the hub's certificate, comma-separated (default localhost, 127.0.0.1, ::1)")
 	webhook := fs.String("webhook", "", "POST a Slack-compatible JSON message here for each new incident")
 	jsonLogs := fs.Bool("json", false, "logs as JSON Lines")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	cfg := hub.Config{Listen: *listen, DataDir: *data, DB: *db, Webhook: *webhook, Log: newLogger(stderr, *jsonLogs)}
 	if *names != "" {

@@ -119,7 +119,7 @@ func (h *Hub) agent(next func(http.ResponseWriter, *http.Request, store.Host)) h
 			return
 		}
 		leaf := r.TLS.VerifiedChains[0][0]
-		host, err := h.Store.Host(r.Context(), leaf.Subject.CommonName)
+		host, err := h.agentHost(r.Context(), leaf.Subject.CommonName)
 		if err != nil || host.CertSerial != leaf.SerialNumber.Text(16) {
 			h.metrics.rejected.WithLabelValues("unknown-host").Inc()
 			httpError(w, http.StatusForbidden, "unknown host")
@@ -169,10 +169,7 @@ func (h *Hub) handleReports(w http.ResponseWriter, r *http.Request, host store.H
 	}
 	ctx := r.Context()
 	now := time.Now()
-	if err := h.Store.Seen(ctx, host.ID, r.RemoteAddr, cut(batch.Version, 64), batch.Isolated, now); err != nil {
-		httpError(w, http.StatusServiceUnavailable, "store: %v", err)
-		return
-	}
+	h.noteSeen(store.Heartbeat{HostID: host.ID, Addr: r.RemoteAddr, Version: cut(batch.Version, 64), Isolated: batch.Isolated, Time: now})
 	reply := ReportReply{Acked: []string{}, Actions: []store.Action{}}
 	for _, rep := range batch.Reports {
 		target := host

@@ -65,7 +65,23 @@ type Hub struct {
 	perIP   map[string]*rate.Limiter
 	wg      sync.WaitGroup
 	hooks   chan store.Incident
+
+	seenMu sync.Mutex
+	seen   map[string]store.Heartbeat // heartbeats not yet written
+	auth   sync.Map                   // host id -> authEntry
 }
+
+// authEntry caches a host record for authTTL, so that a heartbeat costs
+// no database read; a revocation takes effect within authTTL.
+type authEntry struct {
+	host store.Host
+	at   time.Time
+}
+
+const (
+	authTTL   = 2 * time.Second
+	seenFlush = time.Second // heartbeats are written in one transaction per second
+)
 
 // Open prepares a hub: CA, store, and (unless Listen is empty) the TLS
 // listener. Serve starts it; Close releases a hub that was not served.
@@ -106,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h := &Hub{cfg: cfg, Store: st, CA: ca, log: cfg.Log, metrics: newMetrics(),
 		enrol: rate.NewLimiter(enrolRate, enrolRate), perHost: map[string]*rate.Limiter{}, perIP: map[string]*rate.Limiter{},
-		hooks: make(chan store.Incident, 256)}
+		hooks: make(chan store.Incident, 256), seen: map[string]store.Heartbeat{}}
 	if cfg.Listen == "" { // administration only: tokens, users
 		return h, nil
 	}
@@ -133,8 +149,9 @@ func (h *Hub) URL() string { return "https://" + h.Addr() }
 
 // Serve runs until ctx ends.
 func (h *Hub) Serve(ctx context.Context) error {
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go func() { defer h.wg.Done(); h.webhooks(ctx) }()
+	go func() { defer h.wg.Done(); h.flushSeen(ctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- h.srv.Serve(h.ln) }()
 	select {
@@ -253,4 +270,49 @@ func (h *Hub) WaitAction(ctx context.Context, id string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// noteSeen queues a heartbeat for the next flush.
+func (h *Hub) noteSeen(b store.Heartbeat) {
+	h.seenMu.Lock()
+	h.seen[b.HostID] = b
+	h.seenMu.Unlock()
+}
+
+// flushSeen writes the queued heartbeats every second, and once more on
+// the way out.
+func (h *Hub) flushSeen(ctx context.Context) {
+	t := time.NewTicker(seenFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		h.seenMu.Lock()
+		beats := make([]store.Heartbeat, 0, len(h.seen))
+		for _, b := range h.seen {
+			beats = append(beats, b)
+		}
+		clear(h.seen)
+		h.seenMu.Unlock()
+		if err := h.Store.SeenMany(context.WithoutCancel(ctx), beats); err != nil {
+			h.log.Error("heartbeats", "err", err)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// agentHost looks a host up through the short-lived cache.
+func (h *Hub) agentHost(ctx context.Context, id string) (store.Host, error) {
+	if e, ok := h.auth.Load(id); ok && time.Since(e.(authEntry).at) < authTTL {
+		return e.(authEntry).host, nil
+	}
+	host, err := h.Store.Host(ctx, id)
+	if err == nil {
+		h.auth.Store(id, authEntry{host, time.Now()})
+	}
+	return host, err
 }

@@ -107,6 +107,13 @@ func testHosts(t *testing.T, s Store) {
 	if err != nil || !h.LastSeen.Equal(now) || h.Addr != "10.0.0.5:4431" || !h.Isolated || h.Version != "v1" {
 		t.Errorf("host %+v %v", h, err)
 	}
+	later := now.Add(time.Second)
+	if err := s.SeenMany(ctx, []Heartbeat{{HostID: "a", Addr: "10.0.0.6:1", Version: "v2", Time: later}, {HostID: "b", Time: later}}); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := s.Host(ctx, "a"); !h.LastSeen.Equal(later) || h.Version != "v2" || h.Isolated {
+		t.Errorf("after SeenMany: %+v", h)
+	}
 	if err := s.SetRevoked(ctx, "b", true); err != nil {
 		t.Fatal(err)
 	}

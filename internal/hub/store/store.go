@@ -32,6 +32,13 @@ type Host struct {
 	Addr       string    `json:"addr"` // where it last connected from
 }
 
+// Heartbeat is what one heartbeat says about its host.
+type Heartbeat struct {
+	HostID, Addr, Version string
+	Isolated              bool
+	Time                  time.Time
+}
+
 // Report kinds an agent sends.
 const (
 	KindHeartbeat    = "heartbeat"
@@ -133,6 +140,8 @@ type Store interface {
 	SetRevoked(ctx context.Context, id string, revoked bool) error
 	// Seen records a heartbeat (no ledger: heartbeats are idempotent).
 	Seen(ctx context.Context, id, addr, version string, isolated bool, now time.Time) error
+	// SeenMany records many heartbeats in one transaction.
+	SeenMany(ctx context.Context, beats []Heartbeat) error
 
 	// Ingest applies a report exactly once: a report ID seen before from
 	// the host changes nothing (Duplicate).
