@@ -188,9 +188,10 @@ func (h *Hub) handleReports(w http.ResponseWriter, r *http.Request, host store.H
 			h.newIncident(ctx, target, rep)
 		}
 	}
-	actions, err := h.Store.TakeActions(ctx, host.ID, now)
-	if err == nil {
-		reply.Actions = actions
+	if h.hasPending(host.ID) {
+		if actions, err := h.Store.TakeActions(ctx, host.ID, now); err == nil && actions != nil {
+			reply.Actions = actions
+		}
 	}
 	writeJSON(w, reply)
 	h.metrics.ingest.Observe(time.Since(start).Seconds())

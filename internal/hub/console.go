@@ -175,6 +175,7 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
 			return
 		}
+		h.markPending(host)
 		h.audit(r.Context(), u.Name, "queue-"+req.Kind, host, req.Args)
 		ids = append(ids, a.ID)
 	}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -66,6 +67,12 @@ type Hub struct {
 	wg      sync.WaitGroup
 	hooks   chan store.Incident
 
+	// pending holds the hosts with queued actions, refreshed from the
+	// database every pendingRefresh (so that actions queued through another
+	// hub sharing the database are seen too): a heartbeat from any other
+	// host needs no database round trip.
+	pending atomic.Pointer[map[string]bool]
+
 	seenMu sync.Mutex
 	seen   map[string]store.Heartbeat // heartbeats not yet written
 	auth   sync.Map                   // host id -> authEntry
@@ -79,8 +86,9 @@ type authEntry struct {
 }
 
 const (
-	authTTL   = 2 * time.Second
-	seenFlush = time.Second // heartbeats are written in one transaction per second
+	authTTL        = 2 * time.Second
+	pendingRefresh = 500 * time.Millisecond
+	seenFlush      = time.Second // heartbeats are written in one transaction per second
 )
 
 // Open prepares a hub: CA, store, and (unless Listen is empty) the TLS
@@ -123,6 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Hub, error) {
 	h := &Hub{cfg: cfg, Store: st, CA: ca, log: cfg.Log, metrics: newMetrics(),
 		enrol: rate.NewLimiter(enrolRate, enrolRate), perHost: map[string]*rate.Limiter{}, perIP: map[string]*rate.Limiter{},
 		hooks: make(chan store.Incident, 256), seen: map[string]store.Heartbeat{}}
+	h.pending.Store(&map[string]bool{})
 	if cfg.Listen == "" { // administration only: tokens, users
 		return h, nil
 	}
@@ -149,9 +158,10 @@ func (h *Hub) URL() string { return "https://" + h.Addr() }
 
 // Serve runs until ctx ends.
 func (h *Hub) Serve(ctx context.Context) error {
-	h.wg.Add(2)
+	h.wg.Add(3)
 	go func() { defer h.wg.Done(); h.webhooks(ctx) }()
 	go func() { defer h.wg.Done(); h.flushSeen(ctx) }()
+	go func() { defer h.wg.Done(); h.refreshPending(ctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- h.srv.Serve(h.ln) }()
 	select {
@@ -240,6 +250,7 @@ func (h *Hub) RestoreAndWait(ctx context.Context, actor, hostID, incident string
 	if err := h.Store.QueueAction(ctx, a); err != nil {
 		return err
 	}
+	h.markPending(hostID)
 	h.audit(ctx, actor, "queue-restore", hostID, incident)
 	return h.WaitAction(ctx, a.ID)
 }
@@ -316,3 +327,36 @@ func (h *Hub) agentHost(ctx context.Context, id string) (store.Host, error) {
 	}
 	return host, err
 }
+
+func (h *Hub) refreshPending(ctx context.Context) {
+	t := time.NewTicker(pendingRefresh)
+	defer t.Stop()
+	for {
+		if ids, err := h.Store.QueuedHosts(ctx); err == nil {
+			m := make(map[string]bool, len(ids))
+			for _, id := range ids {
+				m[id] = true
+			}
+			h.pending.Store(&m)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// markPending makes a host's next heartbeat collect its actions at once.
+func (h *Hub) markPending(hostID string) {
+	old := *h.pending.Load()
+	m := make(map[string]bool, len(old)+1)
+	for k := range old {
+		m[k] = true
+	}
+	m[hostID] = true
+	h.pending.Store(&m)
+}
+
+// hasPending reports whether the host may have actions waiting.
+func (h *Hub) hasPending(hostID string) bool { return (*h.pending.Load())[hostID] }

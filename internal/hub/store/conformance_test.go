@@ -174,12 +174,18 @@ func testActions(t *testing.T, s Store) {
 			t.Fatal(err)
 		}
 	}
+	if q, err := s.QueuedHosts(ctx); err != nil || len(q) != 1 || q[0] != "h" {
+		t.Errorf("queued hosts %v %v", q, err)
+	}
 	got, err := s.TakeActions(ctx, "h", now)
 	if err != nil || len(got) != 2 || got[0].Kind != "restore" || got[0].State != ActionRunning {
 		t.Fatalf("take %+v %v", got, err)
 	}
 	if again, _ := s.TakeActions(ctx, "h", now); len(again) != 0 {
 		t.Errorf("actions handed out twice: %+v", again)
+	}
+	if q, _ := s.QueuedHosts(ctx); len(q) != 0 {
+		t.Errorf("queued hosts after taking: %v", q)
 	}
 	res := Report{ID: "res-a0", Kind: KindActionResult, Key: "a0", Time: now, Body: []byte(`{"ok":true,"result":"12 files restored"}`)}
 	if got, err := s.Ingest(ctx, "h", res, now); got != Applied || err != nil {

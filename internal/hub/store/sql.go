@@ -431,6 +431,23 @@ func (d *db) Actions(ctx context.Context, limit int) ([]Action, error) {
 	return out, rows.Err()
 }
 
+func (d *db) QueuedHosts(ctx context.Context) ([]string, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT DISTINCT host_id FROM actions WHERE state = ?`), ActionQueued)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 func (d *db) AddAudit(ctx context.Context, e AuditEntry) error {
 	_, err := d.exec(ctx, `INSERT INTO audit (id, at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)`,
 		NewID(), ns(e.Time), e.Actor, e.Action, e.Target, e.Detail)

@@ -155,6 +155,8 @@ type Store interface {
 	// marks them running.
 	TakeActions(ctx context.Context, hostID string, now time.Time) ([]Action, error)
 	Actions(ctx context.Context, limit int) ([]Action, error)
+	// QueuedHosts lists the hosts that have actions waiting.
+	QueuedHosts(ctx context.Context) ([]string, error)
 
 	AddAudit(ctx context.Context, e AuditEntry) error
 	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
