@@ -188,6 +188,7 @@ func (h *Hub) apiRevoke(w http.ResponseWriter, r *http.Request, u store.User) {
 		httpError(w, http.StatusNotFound, "no such host")
 		return
 	}
+	h.auth.Delete(id) // refused from the next request on
 	h.audit(r.Context(), u.Name, "revoke", id, "")
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -79,14 +79,16 @@ type Hub struct {
 }
 
 // authEntry caches a host record for authTTL, so that a heartbeat costs
-// no database read; a revocation takes effect within authTTL.
+// no database read. A revocation through this hub takes effect at once (the
+// entry is dropped); through another hub sharing the database, within
+// authTTL.
 type authEntry struct {
 	host store.Host
 	at   time.Time
 }
 
 const (
-	authTTL        = 2 * time.Second
+	authTTL        = 30 * time.Second
 	pendingRefresh = 500 * time.Millisecond
 	seenFlush      = time.Second // heartbeats are written in one transaction per second
 )

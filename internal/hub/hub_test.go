@@ -452,3 +452,25 @@ func testutilCount(t *testing.T, h *testHub, kind string) float64 {
 	}
 	return 0
 }
+
+// TestRevokeFromConsoleTakesEffectAtOnce: a host revoked in the console is
+// refused from its next request, although its record was cached.
+func TestRevokeFromConsoleTakesEffectAtOnce(t *testing.T) {
+	h := startHub(t, t.TempDir(), "127.0.0.1:0", hub.Config{})
+	ctx := context.Background()
+	h.AddUser(ctx, "rita", "responder password 1", hub.RoleResponder)
+	a := openAgent(t, h, t.TempDir(), token(t, h))
+	stop := runAgent(t, a)
+	defer stop()
+	waitFor(t, "a heartbeat", func() bool { return !a.LastContact().IsZero() })
+	rita := newConsole(t, h)
+	rita.do("POST", "/api/login", map[string]string{"user": "rita", "password": "responder password 1"}, false)
+	if code, body := rita.do("POST", "/api/hosts/"+a.HostID()+"/revoke", nil, true); code != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	a.Report(store.KindScan, "10.0.0.1:445", map[string]any{})
+	time.Sleep(500 * time.Millisecond)
+	if a.Pending() != 1 {
+		t.Errorf("%d pending after revocation, want 1 (refused)", a.Pending())
+	}
+}
