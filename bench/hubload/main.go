@@ -56,8 +56,8 @@ func main() {
 		r, err := run(*bin, *db, n, *interval, *warm, *measure, *incidentEvery)
 		check(err)
 		ok := r.p99 < *bound && r.errors == 0
-		fmt.Printf("%-8s agents %6d: %7.0f req/s  p50 %6.1f ms  p99 %7.1f ms  errors %d  incidents %d  %s\n", backend, n, r.rps,
-			ms(r.p50), ms(r.p99), r.errors, r.incidents, map[bool]string{true: "ok", false: "OVER"}[ok])
+		fmt.Printf("%-8s agents %6d: %7.0f req/s  p50 %6.1f ms  p99 %7.1f ms (heartbeats %.1f, with an incident %.1f)  errors %d  incidents %d  %s\n",
+			backend, n, r.rps, ms(r.p50), ms(r.p99), ms(r.hbP99), ms(r.incP99), r.errors, r.incidents, map[bool]string{true: "ok", false: "OVER"}[ok])
 		if !ok {
 			break
 		}
@@ -71,6 +71,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 type result struct {
 	rps       float64
 	p50, p99  time.Duration
+	hbP99     time.Duration // requests that are only a heartbeat
+	incP99    time.Duration // requests that carry an incident
 	errors    int64
 	incidents int64
 }
@@ -148,7 +150,7 @@ func run(bin, db string, n int, interval, warm, measure time.Duration, incidentE
 	start := time.Now()
 	measureFrom := start.Add(warm)
 	var mu sync.Mutex
-	var lat []time.Duration
+	var lat, hbLat, incLat []time.Duration
 	var errors, incidents atomic.Int64
 	var wg sync.WaitGroup
 	for i := range ids {
@@ -196,6 +198,11 @@ func run(bin, db string, n int, interval, warm, measure time.Duration, incidentE
 					} else {
 						mu.Lock()
 						lat = append(lat, d)
+						if len(batch.Reports) > 0 {
+							incLat = append(incLat, d)
+						} else {
+							hbLat = append(hbLat, d)
+						}
 						mu.Unlock()
 						incidents.Add(int64(len(batch.Reports)))
 					}
@@ -212,9 +219,16 @@ func run(bin, db string, n int, interval, warm, measure time.Duration, incidentE
 	if len(lat) == 0 {
 		return result{errors: errors.Load()}, nil
 	}
-	slices.Sort(lat)
-	return result{rps: float64(len(lat)) / measure.Seconds(), p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
+	return result{rps: float64(len(lat)) / measure.Seconds(), p50: pct(lat, 50), p99: pct(lat, 99), hbP99: pct(hbLat, 99), incP99: pct(incLat, 99),
 		errors: errors.Load(), incidents: incidents.Load()}, nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)*p/100]
 }
 
 func emptyPostgres(dsn string) error {
