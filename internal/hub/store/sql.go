@@ -36,7 +36,12 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 		d.postgres = true
 		d.sql, err = sql.Open("pgx", dsn)
 		if err == nil {
+			// Keep the connections open: database/sql keeps 2 idle by
+			// default, and each new PostgreSQL connection is a forked
+			// backend; the churn under bursts was the hub's p99.
 			d.sql.SetMaxOpenConns(32)
+			d.sql.SetMaxIdleConns(32)
+			d.sql.SetConnMaxIdleTime(5 * time.Minute)
 		}
 	} else {
 		d.sql, err = sql.Open("sqlite", "file:"+dsn+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_txlock=immediate")
