@@ -89,8 +89,11 @@ const views = {
       table(["Host", "Status", "Last seen", "Address", "Exposure", ""], hosts.map((h) => el("tr", { "data-host": h.name },
         el("td", {}, h.name), el("td", {}, badge(h.status)), el("td", {}, when(h.last_seen)), el("td", {}, h.addr),
         el("td", {}, h.exposure.length ? h.exposure.map((x) => el("div", {}, x.port + ": SMBv1 " + (x.smb1 ? "on" : "off") + ", MS17-010 " + x.ms17_010)) : "—"),
-        el("td", {}, me.role === "responder" && h.status !== "revoked" ? [
-          el("button", { class: "secondary", onclick: async () => { await queue(h.id, h.isolated ? "release" : "isolate"); route(); } }, h.isolated ? "Release" : "Isolate")] : ""))))];
+        el("td", {}, me.role === "responder" && h.status !== "revoked" && h.cert_serial !== "-" ? [
+          el("button", { class: "secondary", onclick: async () => { await queue(h.id, h.isolated ? "release" : "isolate"); route(); } }, h.isolated ? "Release" : "Isolate"), " ",
+          el("button", { class: "secondary", onclick: async () => {
+            if (!confirm("Revoke " + h.name + "? Its agent will be refused until it enrols again with a new token.")) return;
+            await api("/api/hosts/" + encodeURIComponent(h.id) + "/revoke", { method: "POST" }); route(); } }, "Revoke")] : ""))))];
   },
 
   async incidents() {
