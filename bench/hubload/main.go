@@ -249,4 +249,3 @@ func check(err error) {
 		os.Exit(1)
 	}
 }
-
