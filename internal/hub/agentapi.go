@@ -218,7 +218,10 @@ func (h *Hub) askingHost(ctx context.Context, sinkhole store.Host, rep store.Rep
 			IP string `json:"ip"`
 		} `json:"source"`
 	}
-	ip, err := netip.ParseAddr(func() string { json.Unmarshal(rep.Body, &body); return body.Source.IP }())
+	if json.Unmarshal(rep.Body, &body) != nil {
+		return sinkhole
+	}
+	ip, err := netip.ParseAddr(body.Source.IP)
 	if err != nil {
 		return sinkhole
 	}

@@ -263,7 +263,7 @@ func TestDisconnectedAgentDeliversOnce(t *testing.T) {
 	// Every report was applied once: the ledger holds exactly the 51.
 	applied := 0
 	for _, r := range []string{store.KindIncident, store.KindScan} {
-		applied += int(testutilCount(t, h2, r))
+		applied += int(appliedReports(t, h2, r))
 	}
 	if applied != 51 {
 		t.Errorf("%d reports applied, want 51", applied)
@@ -435,8 +435,8 @@ func TestSinkholeHitBecomesIncidentOnAskingHost(t *testing.T) {
 	}
 }
 
-// testutilCount reads the hub's metrics for the number of reports applied.
-func testutilCount(t *testing.T, h *testHub, kind string) float64 {
+// appliedReports reads the hub's metrics for the number of reports applied.
+func appliedReports(t *testing.T, h *testHub, kind string) float64 {
 	resp, err := insecureClient().Get(h.URL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)

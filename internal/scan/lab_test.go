@@ -144,11 +144,9 @@ func summarize(lines []string) string {
 		b.WriteString("  ")
 		b.WriteString(l)
 		if count[l] > 1 {
-			b.WriteString(" (×" + itoa(count[l]) + ")")
+			b.WriteString(" (×" + strconv.Itoa(count[l]) + ")")
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/smb"
@@ -166,7 +167,7 @@ func nftDrop(p netip.Prefix) error {
 }
 `, nftTable, p)
 	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = bytesReader(rules)
+	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft: %v: %s", err, out)
 	}
@@ -175,7 +176,7 @@ func nftDrop(p netip.Prefix) error {
 
 func nftRemove() error {
 	out, err := exec.Command("nft", "delete", "table", "inet", nftTable).CombinedOutput()
-	if err != nil && !containsAny(string(out), "No such file", "does not exist") {
+	if err != nil && !strings.Contains(string(out), "No such file") && !strings.Contains(string(out), "does not exist") {
 		return fmt.Errorf("nft: %v: %s", err, out)
 	}
 	return nil

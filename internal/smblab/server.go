@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -135,14 +134,3 @@ func reset(c net.Conn) {
 }
 
 var errNoRecording = errors.New("smblab: no recorded reply for this request")
-
-func bytesReader(s string) *strings.Reader { return strings.NewReader(s) }
-
-func containsAny(s string, subs ...string) bool {
-	for _, x := range subs {
-		if strings.Contains(s, x) {
-			return true
-		}
-	}
-	return false
-}

@@ -100,7 +100,7 @@ func testHosts(t *testing.T, s Store) {
 		t.Error("duplicate host id accepted")
 	}
 	now := time.Now().Truncate(time.Microsecond)
-	if err := s.Seen(ctx, "a", "10.0.0.5:4431", "v1", true, now); err != nil {
+	if err := s.SeenMany(ctx, []Heartbeat{{HostID: "a", Addr: "10.0.0.5:4431", Version: "v1", Isolated: true, Time: now}}); err != nil {
 		t.Fatal(err)
 	}
 	h, err := s.Host(ctx, "a")

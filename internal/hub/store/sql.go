@@ -22,9 +22,6 @@ import (
 type db struct {
 	sql      *sql.DB
 	postgres bool
-	// queued answers every heartbeat; prepared once, because parsing it
-	// again each time was a tenth of the hub's CPU under load.
-	queued *sql.Stmt
 }
 
 // Open opens (and creates or migrates) a store: a PostgreSQL URL
@@ -60,10 +57,6 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	if err := d.migrate(ctx); err != nil {
-		d.sql.Close()
-		return nil, err
-	}
-	if d.queued, err = d.sql.PrepareContext(ctx, d.q(`SELECT count(*) FROM actions WHERE host_id = ? AND state = ?`)); err != nil {
 		d.sql.Close()
 		return nil, err
 	}
@@ -149,10 +142,7 @@ func NewID() string {
 	return hex.EncodeToString(b)
 }
 
-func (d *db) Close() error {
-	d.queued.Close()
-	return d.sql.Close()
-}
+func (d *db) Close() error { return d.sql.Close() }
 
 func (d *db) CreateToken(ctx context.Context, hash string, expires time.Time) error {
 	_, err := d.exec(ctx, `INSERT INTO tokens (hash, created, expires) VALUES (?, ?, ?)`, hash, time.Now().UnixNano(), ns(expires))
@@ -227,11 +217,6 @@ func (d *db) SetRevoked(ctx context.Context, id string, revoked bool) error {
 		return ErrNotFound
 	}
 	return nil
-}
-
-func (d *db) Seen(ctx context.Context, id, addr, version string, isolated bool, now time.Time) error {
-	_, err := d.exec(ctx, `UPDATE hosts SET last_seen = ?, addr = ?, version = ?, isolated = ? WHERE id = ?`, ns(now), addr, version, b2i(isolated), id)
-	return err
 }
 
 func (d *db) SeenMany(ctx context.Context, beats []Heartbeat) error {
@@ -386,9 +371,10 @@ func scanAction(row interface{ Scan(...any) error }) (Action, error) {
 }
 
 func (d *db) TakeActions(ctx context.Context, hostID string, now time.Time) ([]Action, error) {
-	// Nearly every heartbeat finds nothing: answer that with a read.
+	// The hub's list of hosts with actions may be a moment stale: answer
+	// "nothing" with a read rather than a write transaction.
 	var queued int
-	if err := d.queued.QueryRowContext(ctx, hostID, ActionQueued).Scan(&queued); err != nil || queued == 0 {
+	if err := d.sql.QueryRowContext(ctx, d.q(`SELECT count(*) FROM actions WHERE host_id = ? AND state = ?`), hostID, ActionQueued).Scan(&queued); err != nil || queued == 0 {
 		return nil, err
 	}
 	tx, err := d.sql.BeginTx(ctx, nil)

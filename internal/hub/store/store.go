@@ -133,9 +133,7 @@ type Store interface {
 	Host(ctx context.Context, id string) (Host, error)
 	Hosts(ctx context.Context) ([]Host, error)
 	SetRevoked(ctx context.Context, id string, revoked bool) error
-	// Seen records a heartbeat (no ledger: heartbeats are idempotent).
-	Seen(ctx context.Context, id, addr, version string, isolated bool, now time.Time) error
-	// SeenMany records many heartbeats in one transaction.
+	// SeenMany records heartbeats (no ledger: they are idempotent).
 	SeenMany(ctx context.Context, beats []Heartbeat) error
 
 	// Ingest applies a report exactly once: a report ID seen before from
