@@ -13,6 +13,7 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/guard"
 	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/vault"
@@ -27,6 +28,8 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
 	hubFlags := addAgentFlags(fs)
 	isolateTimeout := fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long")
+	blocklist := fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)")
+	execMounts := fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -67,6 +70,26 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var g *guard.Guard
 	var wg sync.WaitGroup
+	// The blocklist is enforced by a process of its own (see
+	// internal/execblock): with a hub, or when a list was kept from before.
+	if _, err := os.Stat(*blocklist); ag != nil || err == nil {
+		bctx, stop := context.WithCancel(ctx)
+		argv := []string{exe, "execblock", "serve", "--state", *blocklist}
+		if *execMounts != "" {
+			argv = append(argv, "--mounts", *execMounts)
+		}
+		onDeny := func(d execblock.Denial) {}
+		if ag != nil {
+			onDeny = func(d execblock.Denial) { ag.Report(store.KindExecBlocked, "exec-"+d.SHA256, execBlockedIncident(d)) }
+		}
+		blocker, err := execblock.Start(bctx, argv, nil, onDeny, log)
+		if err != nil {
+			stop()
+			return err
+		}
+		defer func() { stop(); blocker.Wait() }()
+		host.Blocker = blocker
+	}
 	if ag != nil {
 		defer ag.Close()
 		cfg.OnIncident = func(inc vault.Incident) {
@@ -93,6 +116,20 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return g.Run(ctx)
+}
+
+// execBlockedIncident is how the hub shows a refused execution: an
+// incident of its own, updated with the count as attempts go on.
+func execBlockedIncident(d execblock.Denial) map[string]any {
+	return map[string]any{
+		"state":      "denied",
+		"sha256":     d.SHA256,
+		"note":       d.Note,
+		"actor":      map[string]any{"pid": d.PID, "executable": d.Path},
+		"count":      d.Count,
+		"last":       d.Time,
+		"indicators": []string{"execution of a blocked binary"},
+	}
 }
 
 func newLogger(w io.Writer, asJSON bool) *slog.Logger {

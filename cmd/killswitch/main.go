@@ -80,6 +80,7 @@ Usage:
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
   killswitch incidents [--vault DIR] [--json]
   killswitch vault check|prune [--vault DIR]
+  killswitch execblock list [--state FILE] [--json]
   killswitch simulate corpus DIR | simulate PROFILE DIR | simulate list
   killswitch drill    [--profile NAME|all] [--keep]
 
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runIncidents(rest, stdout, stderr)
 	case "vault":
 		return runVault(rest, stdout, stderr)
+	case "execblock":
+		return runExecblock(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(rest, stdout, stderr)
 	case "drill":

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/restore"
 )
@@ -25,6 +26,9 @@ type Host struct {
 	// NFT is the command that runs nft (tests run it inside a network
 	// namespace: ip netns exec NS nft).
 	NFT []string
+	// Blocker enforces block-hash actions (nil: this command runs no
+	// guard, so it refuses them).
+	Blocker *execblock.Process
 	// AfterRestore is called with the incident id once a restore ran (the
 	// guard re-reports the incident's new state).
 	AfterRestore func(id string)
@@ -57,10 +61,44 @@ func (h *Host) Run(ctx context.Context, a store.Action) (bool, string) {
 			return false, err.Error()
 		}
 		return true, "released"
-	case "block-hash":
-		return false, "not supported by this agent: block the binary by path with the guard's --block-exec"
+	case "block-hash", "unblock-hash":
+		return h.blockHash(ctx, a)
 	}
 	return false, fmt.Sprintf("unknown action %q", a.Kind)
+}
+
+func (h *Host) blockHash(ctx context.Context, a store.Action) (bool, string) {
+	if h.Blocker == nil {
+		return false, "no guard runs on this host: block-hash needs killswitch guard --hub"
+	}
+	sum, err := execblock.ParseSum(a.Args)
+	if err != nil {
+		return false, err.Error()
+	}
+	if a.Kind == "unblock-hash" {
+		was, err := h.Blocker.Unblock(ctx, sum)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !was {
+			return true, "was not blocked here"
+		}
+		return true, "unblocked: the binary may run again"
+	}
+	added, err := h.Blocker.Block(ctx, sum, "hub action "+a.ID+" by "+a.CreatedBy)
+	if err != nil {
+		return false, err.Error()
+	}
+	result := "blocked: every execution of this binary is refused, under any name"
+	if !added {
+		result = "already blocked"
+	}
+	if pids, err := h.Blocker.Running(ctx, sum); err == nil && len(pids) > 0 {
+		result += fmt.Sprintf("; %d process(es) were already running it: pids %v", len(pids), pids)
+	} else if err == nil {
+		result += "; none running"
+	}
+	return true, result
 }
 
 func (h *Host) restore(ctx context.Context, id string) (bool, string) {

@@ -22,7 +22,7 @@ import (
 func TestConsoleEndToEnd(t *testing.T) {
 	testenv.RequireRoot(t)
 	chromium := testenv.RequireTool(t, "chromium")
-	exe := buildKillswitch(t)
+	exe := testenv.BuildKillswitch(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	h, err := hub.Open(ctx, hub.Config{Listen: "127.0.0.1:0", DataDir: dir, Log: slog.New(slog.DiscardHandler)})

@@ -43,7 +43,7 @@ func startGuard(t *testing.T, exe, vaultDir, dir string) *exec.Cmd {
 // and the vault must check clean.
 func TestGuardKilledMidAttackLosesNothing(t *testing.T) {
 	testenv.RequireRoot(t)
-	exe := buildKillswitch(t)
+	exe := testenv.BuildKillswitch(t)
 	profiles := []string{"inplace", "wannacry", "rename-over", "copy-delete", "intermittent"}
 	for run := 0; run < 20; run++ {
 		base := t.TempDir()

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -14,24 +13,12 @@ import (
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
-// buildKillswitch builds the real binary: the simulator and restore run as
-// separate processes, exactly as in production.
-func buildKillswitch(t *testing.T) string {
-	t.Helper()
-	exe := filepath.Join(t.TempDir(), "killswitch")
-	out, err := exec.Command("go", "build", "-o", exe, "github.com/killswitch-dev/killswitch/cmd/killswitch").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return exe
-}
-
 // TestEveryProfileStoppedAndRestored is the acceptance test: each
 // behaviour family is stopped within a few files, and restore --incident
 // brings back every file and removes every file the attack made.
 func TestEveryProfileStoppedAndRestored(t *testing.T) {
 	testenv.RequireRoot(t)
-	exe := buildKillswitch(t)
+	exe := testenv.BuildKillswitch(t)
 	var damaged []int
 	for _, p := range simulate.Profiles() {
 		t.Run(p.Name, func(t *testing.T) {
@@ -63,7 +50,7 @@ func TestEveryProfileStoppedAndRestored(t *testing.T) {
 // --before the attack still loses nothing.
 func TestMissedAttackRestoredToPointInTime(t *testing.T) {
 	testenv.RequireRoot(t)
-	exe := buildKillswitch(t)
+	exe := testenv.BuildKillswitch(t)
 	for _, prof := range simulate.Profiles() {
 		p := prof.Name
 		if p == "slow" {

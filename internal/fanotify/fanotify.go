@@ -100,6 +100,25 @@ func (g *Group) MarkMount(path string, mask uint64) error {
 	return nil
 }
 
+// MarkFilesystem marks the whole filesystem that holds path, through every
+// mount and bind mount of it (used to see every execution on a host).
+func (g *Group) MarkFilesystem(path string, mask uint64) error {
+	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, path)
+	if err != nil {
+		return fmt.Errorf("fanotify_mark filesystem %s: %w", path, err)
+	}
+	return nil
+}
+
+// FlushInodeMarks removes every inode mark of the group, ignore marks
+// included; mount and filesystem marks stay.
+func (g *Group) FlushInodeMarks() error {
+	if err := unix.FanotifyMark(g.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, ""); err != nil {
+		return fmt.Errorf("fanotify_mark flush: %w", err)
+	}
+	return nil
+}
+
 // UnmarkDir removes a directory's mark (the directory left the protected tree).
 func (g *Group) UnmarkDir(path string, mask uint64) error {
 	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, mask, unix.AT_FDCWD, path)

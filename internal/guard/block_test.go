@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,10 @@ func TestAttackerBinaryIsBlocked(t *testing.T) {
 		}
 		if inc.Actor.Executable != evil {
 			t.Errorf("stopped %s, want the script's shell %s", inc.Actor.Executable, evil)
+		}
+		// The hash the hub blocks fleet-wide is the binary's as it ran.
+		if want := fmt.Sprintf("%x", sha256.Sum256(sh)); inc.ExeSHA256 != want {
+			t.Errorf("incident exe_sha256 = %q, want %s", inc.ExeSHA256, want)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no incident")

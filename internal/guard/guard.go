@@ -90,9 +90,10 @@ type Stats struct {
 }
 
 type pendingIncident struct {
-	inc   vault.Incident
-	actor string
-	at    time.Time
+	inc    vault.Incident
+	actor  string
+	at     time.Time
+	exeSum chan string // the actor binary's SHA-256, once hashed ("" if it could not be)
 }
 
 // New validates the configuration and opens the vault. It places no marks.

@@ -16,6 +16,7 @@ import (
 	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/content"
 	"github.com/killswitch-dev/killswitch/internal/detector"
+	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/fanotify"
 	"github.com/killswitch-dev/killswitch/internal/vault"
 )
@@ -492,7 +493,23 @@ func (g *Guard) stop(d *detector.Decision) {
 	for _, pid := range pids {
 		g.frozen[pid] = d.Incident
 	}
-	g.resp.Kill(pids)
+	// Kill, and hash the binary as it ran (its path may be gone or
+	// replaced by then) for the hub to block it by hash. Off the loop: the
+	// binary may lie in a protected folder, and only the loop can answer
+	// our own open of it.
+	exeSum := make(chan string, 1)
+	go func() {
+		sum := ""
+		exe, err := os.Open("/proc/" + itoa(d.Actor.PID) + "/exe")
+		g.resp.Kill(pids)
+		if err == nil {
+			if s, err := execblock.HashFile("/proc/self/fd/" + itoa(int(exe.Fd()))); err == nil {
+				sum = s.String()
+			}
+			exe.Close()
+		}
+		exeSum <- sum
+	}()
 	blocked := g.blockExec(d.Actor.Executable)
 	g.stats.Incidents++
 	info, _ := g.actors.Get(d.Actor.PID)
@@ -520,7 +537,7 @@ func (g *Guard) stop(d *detector.Decision) {
 		"files_damaged", len(d.Damaged), "score", d.Score, "restore", "killswitch restore --incident "+d.Incident)
 	// Events the tree made before it froze are still queued: record them
 	// into the incident once they have been read.
-	g.pending = append(g.pending, pendingIncident{inc: inc, actor: d.Actor.ID, at: frozenAt})
+	g.pending = append(g.pending, pendingIncident{inc: inc, actor: d.Actor.ID, at: frozenAt, exeSum: exeSum})
 }
 
 // flushIncidents completes incidents whose in-flight events have arrived.
@@ -530,6 +547,14 @@ func (g *Guard) flushIncidents(all bool) {
 		if !all && time.Since(p.at) < 300*time.Millisecond {
 			keep = append(keep, p)
 			continue
+		}
+		select {
+		case p.inc.ExeSHA256 = <-p.exeSum:
+		default:
+			if !all && time.Since(p.at) < 5*time.Second { // a large binary is still being hashed
+				keep = append(keep, p)
+				continue
+			}
 		}
 		p.inc.Files = g.det.History(p.actor)
 		if err := g.vault.SaveIncident(p.inc); err != nil {

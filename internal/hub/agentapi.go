@@ -103,6 +103,7 @@ func (h *Hub) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.audit(r.Context(), "agent:"+clientIP(r), "enrol", hostID, req.Name)
+	h.queueBlocklist(r.Context(), hostID)
 	h.log.Info("enrolled", "host", req.Name, "id", hostID)
 	writeJSON(w, EnrolResponse{HostID: hostID, Cert: string(certPEM), CA: string(h.CA.PEM)})
 }
@@ -140,7 +141,7 @@ func (h *Hub) agent(next func(http.ResponseWriter, *http.Request, store.Host)) h
 	}
 }
 
-var validKinds = map[string]bool{store.KindIncident: true, store.KindScan: true, store.KindSinkhole: true, store.KindActionResult: true}
+var validKinds = map[string]bool{store.KindIncident: true, store.KindScan: true, store.KindSinkhole: true, store.KindActionResult: true, store.KindExecBlocked: true}
 
 func (h *Hub) handleReports(w http.ResponseWriter, r *http.Request, host store.Host) {
 	start := time.Now()

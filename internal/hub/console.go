@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -19,10 +20,11 @@ var webFiles embed.FS
 
 // Action kinds an operator may queue.
 var actionKinds = map[string]*regexp.Regexp{
-	"restore":    regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`), // the host's incident id
-	"isolate":    regexp.MustCompile(`^$`),
-	"release":    regexp.MustCompile(`^$`),
-	"block-hash": regexp.MustCompile(`^[0-9a-f]{64}$`), // sha256 of the binary
+	"restore":      regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`), // the host's incident id
+	"isolate":      regexp.MustCompile(`^$`),
+	"release":      regexp.MustCompile(`^$`),
+	"block-hash":   regexp.MustCompile(`^[0-9a-f]{64}$`), // sha256 of the binary
+	"unblock-hash": regexp.MustCompile(`^[0-9a-f]{64}$`),
 }
 
 func (h *Hub) consoleRoutes(mux *http.ServeMux) {
@@ -39,6 +41,7 @@ func (h *Hub) consoleRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/actions", h.operator(RoleViewer, h.apiActions))
 	mux.HandleFunc("POST /api/actions", h.operator(RoleResponder, h.apiQueueAction))
 	mux.HandleFunc("POST /api/hosts/{id}/revoke", h.operator(RoleResponder, h.apiRevoke))
+	mux.HandleFunc("GET /api/blocklist", h.operator(RoleViewer, h.apiBlocklist))
 	mux.HandleFunc("GET /api/audit", h.operator(RoleViewer, h.apiAudit))
 	mux.HandleFunc("GET /api/export/alerts.jsonl", h.operator(RoleViewer, h.apiExport))
 }
@@ -137,9 +140,10 @@ func (h *Hub) apiActions(w http.ResponseWriter, r *http.Request, _ store.User) {
 
 func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.User) {
 	var req struct {
-		HostID string `json:"host_id"` // "*" with block-hash: every host
+		HostID string `json:"host_id"` // "*" with block-hash or unblock-hash: every host, now and later
 		Kind   string `json:"kind"`
 		Args   string `json:"args"`
+		Note   string `json:"note,omitempty"` // why a binary is blocked fleet-wide
 	}
 	if !decode(w, r, &req) {
 		return
@@ -149,37 +153,88 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 		httpError(w, http.StatusBadRequest, "unknown action %q or bad arguments for it", req.Kind)
 		return
 	}
+	if len(req.Note) > 512 || strings.ContainsFunc(req.Note, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		httpError(w, http.StatusBadRequest, "note: up to 512 printable characters")
+		return
+	}
+	ctx := r.Context()
 	var targets []string
-	if req.HostID == "*" && req.Kind == "block-hash" {
-		hosts, err := h.Store.Hosts(r.Context())
+	if req.HostID == "*" && (req.Kind == "block-hash" || req.Kind == "unblock-hash") {
+		// The fleet's list first, so that a host enrolled from now on gets it.
+		var err error
+		if req.Kind == "block-hash" {
+			_, err = h.Store.AddBlock(ctx, store.Block{SHA256: req.Args, Note: req.Note, CreatedBy: u.Name, Created: time.Now()})
+		} else {
+			_, err = h.Store.RemoveBlock(ctx, req.Args)
+		}
+		if err != nil {
+			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
+			return
+		}
+		h.audit(ctx, u.Name, req.Kind+"-fleet", "*", req.Args+" "+req.Note)
+		hosts, err := h.Store.Hosts(ctx)
 		if err != nil {
 			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
 			return
 		}
 		for _, host := range hosts {
-			if !host.Revoked {
+			if !host.Revoked && host.CertSerial != "-" { // not the unenrolled hosts a sinkhole saw
 				targets = append(targets, host.ID)
 			}
 		}
 	} else {
-		if _, err := h.Store.Host(r.Context(), req.HostID); err != nil {
+		if _, err := h.Store.Host(ctx, req.HostID); err != nil {
 			httpError(w, http.StatusNotFound, "no such host")
 			return
 		}
 		targets = []string{req.HostID}
 	}
-	var ids []string
+	ids := []string{}
 	for _, host := range targets {
-		a := store.Action{ID: store.NewID(), HostID: host, Kind: req.Kind, Args: req.Args, CreatedBy: u.Name, Created: time.Now()}
-		if err := h.Store.QueueAction(r.Context(), a); err != nil {
+		id, err := h.queueAction(ctx, host, req.Kind, req.Args, u.Name)
+		if err != nil {
 			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
 			return
 		}
-		h.markPending(host)
-		h.audit(r.Context(), u.Name, "queue-"+req.Kind, host, req.Args)
-		ids = append(ids, a.ID)
+		ids = append(ids, id)
 	}
 	writeJSON(w, map[string]any{"queued": ids})
+}
+
+func (h *Hub) queueAction(ctx context.Context, host, kind, args, by string) (string, error) {
+	a := store.Action{ID: store.NewID(), HostID: host, Kind: kind, Args: args, CreatedBy: by, Created: time.Now()}
+	if err := h.Store.QueueAction(ctx, a); err != nil {
+		return "", err
+	}
+	h.markPending(host)
+	h.audit(ctx, by, "queue-"+kind, host, args)
+	return a.ID, nil
+}
+
+// queueBlocklist gives a newly enrolled host the fleet's blocklist.
+func (h *Hub) queueBlocklist(ctx context.Context, host string) {
+	list, err := h.Store.Blocklist(ctx)
+	if err != nil {
+		h.log.Error("blocklist for a new host", "host", host, "err", err)
+		return
+	}
+	for _, b := range list {
+		if _, err := h.queueAction(ctx, host, "block-hash", b.SHA256, b.CreatedBy); err != nil {
+			h.log.Error("blocklist for a new host", "host", host, "err", err)
+		}
+	}
+}
+
+func (h *Hub) apiBlocklist(w http.ResponseWriter, r *http.Request, _ store.User) {
+	list, err := h.Store.Blocklist(r.Context())
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
+	}
+	if list == nil {
+		list = []store.Block{}
+	}
+	writeJSON(w, list)
 }
 
 func (h *Hub) apiRevoke(w http.ResponseWriter, r *http.Request, u store.User) {
@@ -218,8 +273,11 @@ func (h *Hub) apiExport(w http.ResponseWriter, r *http.Request, u store.User) {
 	enc := json.NewEncoder(w)
 	for _, inc := range incs {
 		action := "ransomware-stopped"
-		if inc.Kind == "sinkhole" {
+		switch inc.Kind {
+		case store.KindSinkhole:
 			action = "killswitch-domain-contacted"
+		case store.KindExecBlocked:
+			action = "blocked-binary-denied"
 		}
 		enc.Encode(map[string]any{
 			"@timestamp": inc.Opened,

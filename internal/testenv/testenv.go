@@ -6,6 +6,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -37,4 +38,16 @@ func RequireTool(t testing.TB, name string) string {
 		Skip(t, name+" is not installed")
 	}
 	return p
+}
+
+// BuildKillswitch builds the real binary, for tests that run it as its own
+// process exactly as in production.
+func BuildKillswitch(t testing.TB) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "killswitch")
+	out, err := exec.Command("go", "build", "-o", exe, "github.com/killswitch-dev/killswitch/cmd/killswitch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
 }

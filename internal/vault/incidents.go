@@ -33,6 +33,8 @@ type Incident struct {
 	RestoredAt time.Time         `json:"restored_at,omitzero"`
 	// ExecBlocked: further executions of the actor's binary are denied.
 	ExecBlocked bool `json:"exec_blocked,omitempty"`
+	// ExeSHA256 is the actor's binary as it ran: what the hub blocks.
+	ExeSHA256 string `json:"exe_sha256,omitempty"`
 }
 
 // SaveIncident inserts or replaces an incident.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) Store {
 			}
 			// a clean database for each test
 			d := s.(*db)
-			for _, tbl := range []string{"tokens", "hosts", "reports", "incidents", "scans", "actions", "audit", "users", "sessions"} {
+			for _, tbl := range []string{"tokens", "hosts", "reports", "incidents", "scans", "actions", "audit", "users", "sessions", "blocklist"} {
 				if _, err := d.sql.Exec("DELETE FROM " + tbl); err != nil {
 					t.Fatal(err)
 				}
@@ -61,6 +62,7 @@ func TestConformance(t *testing.T) {
 				{"actions", testActions},
 				{"users, sessions, audit", testUsers},
 				{"concurrent ingest", testConcurrentIngest},
+				{"blocklist", testBlocklist},
 			} {
 				t.Run(c.name, func(t *testing.T) { c.fn(t, open(t)) })
 			}
@@ -261,5 +263,36 @@ func testConcurrentIngest(t *testing.T, s Store) {
 	}
 	if n != 25 {
 		t.Errorf("%d reports applied, want 25", n)
+	}
+}
+
+func testBlocklist(t *testing.T, s Store) {
+	a := Block{SHA256: strings.Repeat("a", 64), Note: "incident 1", CreatedBy: "alice", Created: time.Now()}
+	b := Block{SHA256: strings.Repeat("b", 64), CreatedBy: "bob", Created: a.Created.Add(time.Second)}
+	for _, blk := range []Block{a, b} {
+		if added, err := s.AddBlock(ctx, blk); !added || err != nil {
+			t.Fatalf("AddBlock = %v, %v", added, err)
+		}
+	}
+	if added, err := s.AddBlock(ctx, a); added || err != nil {
+		t.Fatalf("AddBlock twice = %v, %v", added, err)
+	}
+	list, err := s.Blocklist(ctx)
+	if err != nil || len(list) != 2 || list[0].SHA256 != a.SHA256 || list[0].Note != "incident 1" || list[0].CreatedBy != "alice" || !list[0].Created.Equal(a.Created) {
+		t.Fatalf("Blocklist = %+v, %v", list, err)
+	}
+	if removed, err := s.RemoveBlock(ctx, a.SHA256); !removed || err != nil {
+		t.Fatalf("RemoveBlock = %v, %v", removed, err)
+	}
+	if removed, _ := s.RemoveBlock(ctx, a.SHA256); removed {
+		t.Fatal("removed twice")
+	}
+	if list, _ := s.Blocklist(ctx); len(list) != 1 || list[0].SHA256 != b.SHA256 {
+		t.Fatalf("after remove: %+v", list)
+	}
+	// An exec-blocked report opens an incident like a guard's does.
+	rep := Report{ID: "x1", Kind: KindExecBlocked, Key: "exec-" + b.SHA256, Time: time.Now(), Body: []byte(`{"count":1}`)}
+	if got, err := s.Ingest(ctx, "h", rep, time.Now()); got != NewIncident || err != nil {
+		t.Fatalf("Ingest exec-blocked = %v, %v", got, err)
 	}
 }

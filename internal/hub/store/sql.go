@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS audit (id TEXT PRIMARY KEY, at BIGINT NOT NULL, actor
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, hash TEXT NOT NULL, role TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (hash TEXT PRIMARY KEY, username TEXT NOT NULL, expires BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocklist (sha256 TEXT PRIMARY KEY, note TEXT NOT NULL, created_by TEXT NOT NULL, created BIGINT NOT NULL);
 `
 
 func (d *db) migrate(ctx context.Context) error {
@@ -262,7 +263,7 @@ func (d *db) Ingest(ctx context.Context, hostID string, r Report, now time.Time)
 	body := string(r.Body)
 	outcome := Applied
 	switch r.Kind {
-	case KindIncident, KindSinkhole:
+	case KindIncident, KindSinkhole, KindExecBlocked:
 		res, err = tx.ExecContext(ctx, d.q(`INSERT INTO incidents (id, host_id, agent_key, kind, opened, updated, body) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (host_id, agent_key) DO NOTHING`), NewID(), hostID, r.Key, r.Kind, ns(r.Time), ns(r.Time), body)
 		if err != nil {
@@ -464,6 +465,44 @@ func (d *db) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 		}
 		e.Time = fromNS(at)
 		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (d *db) AddBlock(ctx context.Context, b Block) (bool, error) {
+	res, err := d.exec(ctx, `INSERT INTO blocklist (sha256, note, created_by, created) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING`,
+		b.SHA256, b.Note, b.CreatedBy, ns(b.Created))
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (d *db) RemoveBlock(ctx context.Context, sha256 string) (bool, error) {
+	res, err := d.exec(ctx, `DELETE FROM blocklist WHERE sha256 = ?`, sha256)
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (d *db) Blocklist(ctx context.Context) ([]Block, error) {
+	rows, err := d.sql.QueryContext(ctx, `SELECT sha256, note, created_by, created FROM blocklist ORDER BY created, sha256`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Block
+	for rows.Next() {
+		var b Block
+		var c int64
+		if err := rows.Scan(&b.SHA256, &b.Note, &b.CreatedBy, &c); err != nil {
+			return nil, err
+		}
+		b.Created = fromNS(c)
+		out = append(out, b)
 	}
 	return out, rows.Err()
 }

@@ -41,6 +41,8 @@ const (
 	KindScan         = "scan"
 	KindSinkhole     = "sinkhole"
 	KindActionResult = "action-result"
+	// KindExecBlocked: a blocked binary tried to run (an incident of its own).
+	KindExecBlocked = "exec-blocked"
 )
 
 // Report is one message from an agent. ID is unique per host (the agent
@@ -117,6 +119,14 @@ type AuditEntry struct {
 	Detail string    `json:"detail"`
 }
 
+// Block is a binary blocked on every host, by SHA-256 of its contents.
+type Block struct {
+	SHA256    string    `json:"sha256"`
+	Note      string    `json:"note"`
+	CreatedBy string    `json:"created_by"`
+	Created   time.Time `json:"created"`
+}
+
 // User is an operator account.
 type User struct {
 	Name string `json:"name"`
@@ -150,6 +160,12 @@ type Store interface {
 	Actions(ctx context.Context, limit int) ([]Action, error)
 	// QueuedHosts lists the hosts that have actions waiting.
 	QueuedHosts(ctx context.Context) ([]string, error)
+
+	// The fleet-wide blocklist: hosts enrolled later get it too.
+	// AddBlock and RemoveBlock report whether they changed anything.
+	AddBlock(ctx context.Context, b Block) (bool, error)
+	RemoveBlock(ctx context.Context, sha256 string) (bool, error)
+	Blocklist(ctx context.Context) ([]Block, error)
 
 	AddAudit(ctx context.Context, e AuditEntry) error
 	Audit(ctx context.Context, limit int) ([]AuditEntry, error)

@@ -71,8 +71,8 @@ function incidentSummary(inc) {
   return inc.body && typeof inc.body === "object" ? inc.body : {};
 }
 
-async function queue(hostID, kind, args) {
-  const r = await api("/api/actions", { method: "POST", body: { host_id: hostID, kind, args: args || "" } });
+async function queue(hostID, kind, args, note) {
+  const r = await api("/api/actions", { method: "POST", body: { host_id: hostID, kind, args: args || "", note: note || "" } });
   return r.queued;
 }
 
@@ -104,7 +104,7 @@ const views = {
         el("td", {}, when(i.opened)), el("td", {}, i.host_name), el("td", {}, i.kind),
         el("td", {}, el("a", { href: "#/incident/" + i.id }, i.agent_key)), el("td", {}, badge(b.state || "open")),
         el("td", {}, b.actor ? b.actor.executable || "" : (b.source ? b.source.ip : "")),
-        el("td", {}, (b.damaged || []).length + " damaged, " + (b.files || []).length + " events"));
+        el("td", {}, i.kind === "exec-blocked" ? b.count + " attempt(s) refused" : (b.damaged || []).length + " damaged, " + (b.files || []).length + " events"));
     }))];
   },
 
@@ -120,7 +120,12 @@ const views = {
         b.score ? " — score " + b.score.toFixed(2) : ""),
       b.indicators ? el("p", { class: "muted" }, "Indicators: ", b.indicators.join(", ")) : "",
       me.role === "responder" && inc.kind === "incident" ? el("p", {},
-        el("button", { id: "restore", onclick: async () => { await queue(inc.host_id, "restore", inc.agent_key); route(); } }, "Queue restore")) : "",
+        el("button", { id: "restore", onclick: async () => { await queue(inc.host_id, "restore", inc.agent_key); route(); } }, "Queue restore"), " ",
+        b.exe_sha256 ? el("button", { id: "block-fleet", class: "secondary", onclick: async () => {
+          if (!confirm("Refuse to run " + (b.actor ? b.actor.executable : "this binary") + " (SHA-256 " + b.exe_sha256 + ") on every host, under any name?")) return;
+          await queue("*", "block-hash", b.exe_sha256, "incident " + inc.agent_key + " on " + inc.host_name); location.hash = "#/blocklist"; } }, "Block this binary on every host") : "") : "",
+      b.exe_sha256 ? el("p", { class: "muted" }, "Binary SHA-256: ", el("code", {}, b.exe_sha256)) : "",
+      inc.kind === "exec-blocked" ? el("p", {}, "Blocked binary ", el("code", {}, b.sha256 || ""), ": ", String(b.count), " attempt(s) refused, last ", when(b.last), b.note ? " (" + b.note + ")" : "") : "",
       mine.length ? el("p", { id: "restore-state" }, "Restore: ", mine.map((a) => [badge(a.state), " ", a.result, " "])) : "",
       el("h3", {}, "Timeline"),
       el("ul", { class: "timeline" },
@@ -173,6 +178,32 @@ const views = {
     return [el("h2", {}, "Action queue"), table(["Queued", "Host", "Action", "Argument", "By", "State", "Result"], acts.map((a) => el("tr", {},
       el("td", {}, when(a.created)), el("td", {}, a.host_id.slice(0, 8)), el("td", {}, a.kind), el("td", {}, a.args), el("td", {}, a.created_by),
       el("td", {}, badge(a.state)), el("td", {}, a.result))))];
+  },
+
+  async blocklist() {
+    const [list, acts] = await Promise.all([api("/api/blocklist"), api("/api/actions")]);
+    const progress = (sha) => {
+      const mine = acts.filter((a) => a.kind === "block-hash" && a.args === sha);
+      const n = (st) => mine.filter((a) => a.state === st).length;
+      return n("done") + " done, " + (n("queued") + n("running")) + " pending, " + n("failed") + " failed";
+    };
+    const form = el("form", { id: "block-form", class: "inline" },
+      el("input", { id: "block-sha", placeholder: "SHA-256 of the binary (64 hex digits)", size: 70, required: "", pattern: "[0-9a-fA-F]{64}" }), " ",
+      el("input", { id: "block-note", placeholder: "why (incident, sample name)", size: 30 }), " ",
+      el("button", { type: "submit" }, "Block on every host"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      await queue("*", "block-hash", $("#block-sha").value.toLowerCase(), $("#block-note").value); route();
+    });
+    return [el("h2", {}, "Blocklist: binaries no host may run"),
+      el("p", { class: "muted" }, "Refused by SHA-256, under any name or path, on every host with a guard, including hosts enrolled later."),
+      me.role === "responder" ? form : "",
+      table(["SHA-256", "Why", "By", "Since", "Hosts", ""], list.map((b) => el("tr", { "data-sha": b.sha256 },
+        el("td", {}, el("code", {}, b.sha256)), el("td", {}, b.note), el("td", {}, b.created_by), el("td", {}, when(b.created)),
+        el("td", {}, progress(b.sha256)),
+        el("td", {}, me.role === "responder" ? el("button", { class: "secondary", onclick: async () => {
+          if (!confirm("Allow " + b.sha256 + " to run again on every host?")) return;
+          await queue("*", "unblock-hash", b.sha256); route(); } }, "Unblock") : ""))))];
   },
 
   async audit() {
