@@ -70,9 +70,10 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var g *guard.Guard
 	var wg sync.WaitGroup
-	// The blocklist is enforced by a process of its own (see
-	// internal/execblock): with a hub, or when a list was kept from before.
-	if _, err := os.Stat(*blocklist); ag != nil || err == nil {
+	// Executions are refused by a process of its own (see
+	// internal/execblock): for --block-exec, for the hub's block-hash
+	// actions, and for a list kept from before.
+	if _, err := os.Stat(*blocklist); *blockExec || ag != nil || err == nil {
 		bctx, stop := context.WithCancel(ctx)
 		argv := []string{exe, "execblock", "serve", "--state", *blocklist}
 		if *execMounts != "" {
@@ -89,6 +90,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer func() { stop(); blocker.Wait() }()
 		host.Blocker = blocker
+		cfg.ExecBlocker = blocker
 	}
 	if ag != nil {
 		defer ag.Close()

@@ -94,8 +94,10 @@ type Blocker struct {
 	list       map[Sum]Entry
 	gen        uint64 // bumped when the list changes: clean verdicts in flight are not marked
 	verdicts   map[fileKey]verdict
-	watched    map[uint64]bool // devices whose filesystem has a mark
-	essential  map[Sum]string  // binaries never blocked, and why
+	watched    map[uint64]bool    // devices whose filesystem has a mark
+	files      map[fileKey]string // single files blocked (BlockFile), and why
+	essential  map[Sum]string     // binaries never blocked, and why
+	essKeys    map[fileKey]bool   // the files those are
 	denied     map[Sum]*denials
 	stats      Stats
 	selfKey    fileKey
@@ -123,7 +125,7 @@ func Open(cfg Config) (*Blocker, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	b := &Blocker{cfg: cfg, jobs: make(chan fanotify.Event, queueLen), list: map[Sum]Entry{},
-		verdicts: map[fileKey]verdict{}, watched: map[uint64]bool{}, denied: map[Sum]*denials{}}
+		verdicts: map[fileKey]verdict{}, watched: map[uint64]bool{}, denied: map[Sum]*denials{}, files: map[fileKey]string{}}
 	if cfg.State != "" {
 		entries, err := loadState(cfg.State)
 		if err != nil {
@@ -134,7 +136,7 @@ func Open(cfg Config) (*Blocker, error) {
 			b.list[sum] = e
 		}
 	}
-	b.essential = essentialBinaries()
+	b.essential, b.essKeys = essentialBinaries()
 	if self, err := os.Executable(); err == nil {
 		var st unix.Stat_t
 		if unix.Stat(self, &st) == nil {
@@ -158,11 +160,15 @@ func Open(cfg Config) (*Blocker, error) {
 // essentialBinaries are this program, PID 1 and their ELF interpreters
 // (the dynamic loader runs with every dynamic program: blocking it would
 // stop the host from running anything).
-func essentialBinaries() map[Sum]string {
-	out := map[Sum]string{}
+func essentialBinaries() (map[Sum]string, map[fileKey]bool) {
+	out, keys := map[Sum]string{}, map[fileKey]bool{}
 	add := func(path, why string) {
 		if sum, err := HashFile(path); err == nil {
 			out[sum] = why
+		}
+		var st unix.Stat_t
+		if unix.Stat(path, &st) == nil {
+			keys[fileKey{st.Dev, st.Ino}] = true
 		}
 		if f, err := elf.Open(path); err == nil {
 			defer f.Close()
@@ -184,7 +190,43 @@ func essentialBinaries() map[Sum]string {
 	}
 	add("/proc/1/exe", "PID 1 (init)")
 	add("/bin/sh", "the system shell /bin/sh")
-	return out
+	return out, keys
+}
+
+// BlockFile refuses executions of one file (this inode, whatever its
+// name), not of other copies of its bytes: what the guard does to the
+// binary of a process tree it stopped, which may be a copy of a shell.
+// It is not saved: it lasts as long as this blocker.
+func (b *Blocker) BlockFile(path, note string) error {
+	if err := checkNote(note); err != nil {
+		return fmt.Errorf("execblock: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("execblock: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("execblock: %s is not a regular file", path)
+	}
+	key := fileKey{st.Dev, st.Ino}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.essKeys[key] || key == b.selfKey {
+		return fmt.Errorf("%w: %s", ErrEssential, path)
+	}
+	if !b.watched[st.Dev] {
+		if err := b.group.MarkFilesystem(path, fanotify.OpenExecPerm); err != nil {
+			return fmt.Errorf("execblock: %w", err)
+		}
+		b.watched[st.Dev] = true
+	}
+	b.files[key] = path + ": " + note
+	b.gen++
+	if err := b.group.FlushInodeMarks(); err != nil {
+		return err
+	}
+	b.cfg.Log.Warn("blocked execution of a file", "path", path, "note", note)
+	return nil
 }
 
 // Block adds a binary to the list (and saves it); it reports whether the
@@ -474,9 +516,17 @@ func (b *Blocker) decide(ev fanotify.Event) {
 	key := fileKey{st.Dev, st.Ino}
 	b.mu.Lock()
 	b.stats.Checked++
-	gen, empty := b.gen, len(b.list) == 0
+	gen, empty := b.gen, len(b.list) == 0 && len(b.files) == 0
 	v, known := b.verdicts[key]
+	fileNote, fileBlocked := b.files[key]
 	b.mu.Unlock()
+	if fileBlocked {
+		if ans.give(b.group, fd, false) {
+			path, _ := fanotify.FDPath(ev.Fd)
+			b.denial(Denial{Time: time.Now().UTC(), PID: int(ev.Pid), Path: path, Note: fileNote}, Sum{})
+		}
+		return
+	}
 	if key == b.selfKey || empty {
 		ans.give(b.group, fd, true)
 		b.markClean(fd, gen)

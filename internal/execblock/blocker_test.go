@@ -274,6 +274,32 @@ func TestListSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestKilledBlockerIsRestarted: SIGKILL lets every held execution through
+// (the kernel answers for a dead listener); the parent starts the blocker
+// again, and the saved list holds again.
+func TestKilledBlockerIsRestarted(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "blocklist.json")
+	dir, b, _ := lab(t, Config{State: state})
+	evil, sum := install(t, dir, "wcry", "/bin/true", []byte("y"))
+	if _, err := b.Block(bg, sum, ""); err != nil {
+		t.Fatal(err)
+	}
+	first := b.pid()
+	syscall.Kill(first, syscall.SIGKILL)
+	for i := 0; b.pid() == first; i++ {
+		if i > 1000 {
+			t.Fatal("the blocker was not restarted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, _, err := b.Stats(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := runs(evil); !isDenied(err) {
+		t.Fatalf("ran after the blocker was restarted: %v", err)
+	}
+}
+
 // TestLateVerdictAllows: an execution never waits past the deadline; a
 // binary too large to hash in time runs (and is counted as late).
 func TestLateVerdictAllows(t *testing.T) {

@@ -25,11 +25,19 @@ type Process struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
+	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	nextID  int64
 	waiting map[int64]chan Response
 	stopped bool
 	done    chan struct{} // closed when supervise returns
+}
+
+// pid is the current blocker process's (for tests).
+func (p *Process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
 }
 
 // Wait returns once ctx is done and the process has exited.
@@ -69,7 +77,7 @@ func (p *Process) spawn() (<-chan error, error) {
 		return nil, fmt.Errorf("execblock: starting %s: %w", p.argv[0], err)
 	}
 	p.mu.Lock()
-	p.stdin = stdin
+	p.cmd, p.stdin = cmd, stdin
 	p.mu.Unlock()
 	exited := make(chan error, 1)
 	go func() {
@@ -105,9 +113,13 @@ func (p *Process) read(r io.Reader) {
 	}
 }
 
-// supervise restarts the process when it dies and stops it with ctx.
+// supervise restarts the process when it dies, kills it when it stops
+// answering (the kernel then allows every execution it held), and stops
+// it with ctx.
 func (p *Process) supervise(ctx context.Context, exited <-chan error) {
 	defer close(p.done)
+	health := time.NewTicker(healthEvery)
+	defer health.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,25 +130,43 @@ func (p *Process) supervise(ctx context.Context, exited <-chan error) {
 			<-exited
 			p.failWaiting()
 			return
+		case <-health.C:
+			go p.check(ctx)
+			continue
 		case err := <-exited:
 			p.failWaiting()
 			p.log.Error("execblock: blocker process died; restarting", "err", err)
-			for {
-				select {
-				case <-ctx.Done():
-					p.mu.Lock()
-					p.stopped = true
-					p.mu.Unlock()
-					return
-				case <-time.After(time.Second):
-				}
-				var serr error
-				if exited, serr = p.spawn(); serr == nil {
-					break
-				}
-				p.log.Error("execblock: restarting the blocker process", "err", serr)
-			}
 		}
+		for {
+			select {
+			case <-ctx.Done():
+				p.mu.Lock()
+				p.stopped = true
+				p.mu.Unlock()
+				return
+			case <-time.After(time.Second):
+			}
+			var err error
+			if exited, err = p.spawn(); err == nil {
+				break
+			}
+			p.log.Error("execblock: restarting the blocker process", "err", err)
+		}
+	}
+}
+
+const healthEvery = 5 * time.Second
+
+// check kills the process if it does not answer within a few seconds.
+func (p *Process) check(ctx context.Context) {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, _, err := p.Stats(cctx); errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		p.log.Error("execblock: blocker process not answering; killing it (pending executions are allowed)")
+		cmd.Process.Kill()
 	}
 }
 
@@ -188,6 +218,13 @@ func (p *Process) call(ctx context.Context, req Request) (Response, error) {
 func (p *Process) Block(ctx context.Context, sum Sum, note string) (bool, error) {
 	resp, err := p.call(ctx, Request{Op: "block", SHA256: sum.String(), Note: note})
 	return resp.Changed, err
+}
+
+// BlockFile refuses executions of the file at path (its inode) for as long
+// as the blocker runs.
+func (p *Process) BlockFile(ctx context.Context, path, note string) error {
+	_, err := p.call(ctx, Request{Op: "block-file", Path: path, Note: note})
+	return err
 }
 
 // Unblock removes sum from the list; it reports whether it was there.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 )
 
@@ -24,8 +25,9 @@ import (
 // Request is one command to the blocker process.
 type Request struct {
 	ID     int64  `json:"id"`
-	Op     string `json:"op"` // block, unblock, list, running, stats
+	Op     string `json:"op"` // block, unblock, block-file, list, running, stats
 	SHA256 string `json:"sha256,omitempty"`
+	Path   string `json:"path,omitempty"` // block-file
 	Note   string `json:"note,omitempty"`
 }
 
@@ -62,6 +64,10 @@ func DecodeRequest(line []byte) (Request, error) {
 	case "block", "unblock", "running":
 		if _, err := ParseSum(r.SHA256); err != nil {
 			return r, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+	case "block-file":
+		if !strings.HasPrefix(r.Path, "/") || len(r.Path) > 4096 || strings.ContainsRune(r.Path, 0) {
+			return r, fmt.Errorf("%w: block-file needs an absolute path", ErrBadRequest)
 		}
 	case "list", "stats":
 	default:
@@ -119,6 +125,8 @@ func (b *Blocker) handle(req Request) Response {
 		resp.Watched = b.Watched()
 	case "unblock":
 		resp.Changed, err = b.Unblock(sum)
+	case "block-file":
+		err = b.BlockFile(req.Path, req.Note)
 	case "list":
 		resp.Entries = b.List()
 	case "running":

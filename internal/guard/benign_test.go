@@ -17,8 +17,9 @@ import (
 	"github.com/killswitch-dev/killswitch/internal/vault"
 )
 
-// armed runs a guard on a fresh folder and returns it with a channel of incidents.
-func armed(t *testing.T) (dir string, incidents chan vault.Incident, stop func() Stats) {
+// armed runs a guard on a fresh folder and returns it with a channel of
+// incidents; opts adjust its configuration.
+func armed(t *testing.T, opts ...func(*Config)) (dir string, incidents chan vault.Incident, stop func() Stats) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	base := t.TempDir()
@@ -26,9 +27,13 @@ func armed(t *testing.T) (dir string, incidents chan vault.Incident, stop func()
 	os.Mkdir(dir, 0o755)
 	incidents = make(chan vault.Incident, 16)
 	ready := make(chan struct{})
-	g, err := New(Config{Roots: []string{dir}, VaultDir: filepath.Join(base, "vault"), Alerts: alert.NewWriter(io.Discard), BlockExec: true,
+	cfg := Config{Roots: []string{dir}, VaultDir: filepath.Join(base, "vault"), Alerts: alert.NewWriter(io.Discard),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) },
-		OnIncident: func(i vault.Incident) { incidents <- i }})
+		OnIncident: func(i vault.Incident) { incidents <- i }}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

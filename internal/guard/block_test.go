@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
@@ -21,13 +25,28 @@ import (
 // and then denies every further execution of that binary.
 func TestAttackerBinaryIsBlocked(t *testing.T) {
 	testenv.RequireTool(t, "openssl")
-	dir, incidents, stop := armed(t)
+	testenv.RequireRoot(t)
+	// The attacker's binary lies on a tmpfs of the test's own: only that
+	// filesystem gets an execution mark.
+	bins := t.TempDir()
+	if err := unix.Mount("tmpfs", bins, "tmpfs", 0, "size=16m"); err != nil {
+		testenv.Skip(t, "cannot mount a tmpfs: "+err.Error())
+	}
+	defer unix.Unmount(bins, unix.MNT_DETACH)
+	exe := testenv.BuildKillswitch(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	blocker, err := execblock.Start(ctx, []string{exe, "execblock", "serve", "--state", filepath.Join(t.TempDir(), "blocklist.json"), "--mounts", bins}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); blocker.Wait() }()
+	dir, incidents, stop := armed(t, func(c *Config) { c.BlockExec, c.ExecBlocker = true, blocker })
 	defer stop()
 	for i := 0; i < 20; i++ {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("record-%02d.txt", i)),
 			[]byte(strings.Repeat(fmt.Sprintf("patient %d, ward 3, discharged\n", i), 200)), 0o644)
 	}
-	evil := filepath.Join(t.TempDir(), "wcry")
+	evil := filepath.Join(bins, "wcry")
 	sh, _ := os.ReadFile("/bin/sh")
 	if err := os.WriteFile(evil, sh, 0o755); err != nil {
 		t.Fatal(err)
@@ -35,7 +54,7 @@ func TestAttackerBinaryIsBlocked(t *testing.T) {
 	script := `for f in *.txt; do openssl enc -aes-256-cbc -pbkdf2 -pass pass:x -in "$f" -out "$f.tmp" && mv "$f.tmp" "$f"; done`
 	cmd := exec.Command(evil, "-c", script)
 	cmd.Dir = dir
-	err := cmd.Run()
+	err = cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("the attacker was not killed: %v", err)

@@ -40,9 +40,13 @@ type Config struct {
 	Ready func()
 	// OnIncident is called after each incident is recorded (drill, tests).
 	OnIncident func(vault.Incident)
-	// BlockExec denies, for the guard's lifetime, every further execution
-	// of a binary whose process tree was stopped.
-	BlockExec bool
+	// BlockExec denies, for the blocker's lifetime, every further
+	// execution of a binary whose process tree was stopped, through
+	// ExecBlocker (without one, nothing is blocked).
+	BlockExec   bool
+	ExecBlocker interface {
+		BlockFile(ctx context.Context, path, note string) error
+	}
 	// Trusted lists executables whose restore, incidents and vault
 	// subcommands may open the vault; this process's own binary always may.
 	Trusted []string
@@ -70,18 +74,16 @@ type Guard struct {
 	files *fileTable
 
 	// Loop-owned state (no locking: only the loop touches it).
-	frozen     map[int]string // pid -> incident: their opens are denied
-	hotUntil   time.Time      // findings seen recently: no new ignore marks
-	pending    []pendingIncident
-	stats      Stats
-	latencies  []time.Duration // permission-path decision times (sampled)
-	snapshots  chan snapJob
-	workers    sync.WaitGroup
-	rescanMu   sync.Mutex
-	ignored    map[fileKey]string // ignore marks placed (path when placed)
-	blocked    map[fileKey]string // executables denied (path)
-	execMounts map[uint64]bool    // devices whose mount has an exec mark
-	sampleBuf  []byte             // the loop's read buffer for content samples
+	frozen    map[int]string // pid -> incident: their opens are denied
+	hotUntil  time.Time      // findings seen recently: no new ignore marks
+	pending   []pendingIncident
+	stats     Stats
+	latencies []time.Duration // permission-path decision times (sampled)
+	snapshots chan snapJob
+	workers   sync.WaitGroup
+	rescanMu  sync.Mutex
+	ignored   map[fileKey]string // ignore marks placed (path when placed)
+	sampleBuf []byte             // the loop's read buffer for content samples
 }
 
 // Stats counts what the guard did.
@@ -141,7 +143,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Detector = detector.DefaultConfig()
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
-		frozen: map[int]string{}, ignored: map[fileKey]string{}, blocked: map[fileKey]string{}, execMounts: map[uint64]bool{}, protected: map[int]bool{1: true},
+		frozen: map[int]string{}, ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
 		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024)}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {

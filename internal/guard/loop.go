@@ -152,9 +152,6 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 	if _, ok := g.frozen[pid]; ok {
 		return false
 	}
-	if ev.Mask&fanotify.OpenExecPerm != 0 {
-		return g.allowExec(ev)
-	}
 	// Learn who the opener is while it is certainly alive (it is waiting
 	// for us): a short-lived writer, one process per file, may be gone by
 	// the time its close-write is judged.
@@ -196,46 +193,25 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 	return true
 }
 
-// allowExec denies the execution of a blocked binary. An execution only
-// reads the file, so nothing needs preserving.
-func (g *Guard) allowExec(ev *fanotify.Event) bool {
-	if len(g.blocked) == 0 {
-		return true
-	}
-	st, err := fstat(int(ev.Fd))
-	if err != nil {
-		return true
-	}
-	exe, blocked := g.blocked[statKey(st)]
-	if blocked {
-		g.cfg.Log.Warn("denied execution of a blocked binary", "exe", exe, "pid", ev.Pid)
-	}
-	return !blocked
-}
-
-// blockExec denies further executions of exe (not our own binary, nor a
-// trusted one, nor a system shell or interpreter: those are shared by
-// everyone, and stopping the process tree was the answer).
-func (g *Guard) blockExec(exe string) bool {
-	if !g.cfg.BlockExec || exe == "" || exe == g.selfExe || slices.Contains(g.cfg.Trusted, exe) {
-		return false
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil || !isRegular(&st) {
+// blockExec has the blocker process deny further executions of exe (not
+// our own binary, nor a trusted one, nor a system shell or interpreter:
+// those are shared by everyone, and stopping the process tree was the
+// answer). The blocker is a process of its own: this one starts programs
+// (restore, nft) and so must never answer execution events itself.
+func (g *Guard) blockExec(exe, incident string) bool {
+	if !g.cfg.BlockExec || g.cfg.ExecBlocker == nil || exe == "" || exe == g.selfExe || slices.Contains(g.cfg.Trusted, exe) {
 		return false
 	}
 	if strings.HasPrefix(exe, "/usr/") || strings.HasPrefix(exe, "/bin/") || strings.HasPrefix(exe, "/sbin/") || strings.HasPrefix(exe, "/lib") {
 		g.cfg.Log.Warn("not blocking a system binary; its process tree was stopped", "exe", exe)
 		return false
 	}
-	if !g.execMounts[uint64(st.Dev)] {
-		if err := g.perm.MarkMount(exe, fanotify.OpenExecPerm); err != nil {
-			g.cfg.Log.Error("cannot watch executions", "exe", exe, "err", err)
-			return false
-		}
-		g.execMounts[uint64(st.Dev)] = true
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.cfg.ExecBlocker.BlockFile(ctx, exe, "incident "+incident); err != nil {
+		g.cfg.Log.Error("cannot block further executions", "exe", exe, "err", err)
+		return false
 	}
-	g.blocked[statKey(&st)] = exe
 	g.cfg.Log.Warn("blocked further executions", "exe", exe)
 	return true
 }
@@ -510,7 +486,7 @@ func (g *Guard) stop(d *detector.Decision) {
 		}
 		exeSum <- sum
 	}()
-	blocked := g.blockExec(d.Actor.Executable)
+	blocked := g.blockExec(d.Actor.Executable, d.Incident)
 	g.stats.Incidents++
 	info, _ := g.actors.Get(d.Actor.PID)
 	inc := vault.Incident{ID: d.Incident, Opened: frozenAt, FrozenAt: frozenAt, State: vault.StateOpen, Actor: d.Actor,
