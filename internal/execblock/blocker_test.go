@@ -22,7 +22,7 @@ import (
 
 // lab mounts a tmpfs of its own and watches only that: a test must never
 // hold every execution on the machine hostage.
-func lab(t *testing.T, cfg Config) (string, *Process, *denialLog) {
+func lab(t testing.TB, cfg Config) (string, *Process, *denialLog) {
 	t.Helper()
 	dir := tmpfs(t)
 	cfg.Mounts = []string{dir}
@@ -31,7 +31,7 @@ func lab(t *testing.T, cfg Config) (string, *Process, *denialLog) {
 	return dir, b, denied
 }
 
-func tmpfs(t *testing.T) string {
+func tmpfs(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
@@ -45,7 +45,7 @@ func tmpfs(t *testing.T) string {
 // start runs a blocker process (this test binary again, see TestMain)
 // until stop is called: the process answering executions must not be the
 // one starting them.
-func start(t *testing.T, cfg Config) (*Process, *denialLog, func()) {
+func start(t testing.TB, cfg Config) (*Process, *denialLog, func()) {
 	t.Helper()
 	denied := &denialLog{}
 	conf, _ := json.Marshal(childConfig{State: cfg.State, Mounts: cfg.Mounts, Deadline: cfg.Deadline})
@@ -102,7 +102,7 @@ func TestMain(m *testing.M) {
 }
 
 // install copies a system program into dir under name.
-func install(t *testing.T, dir, name, from string, extra []byte) (string, Sum) {
+func install(t testing.TB, dir, name, from string, extra []byte) (string, Sum) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {
