@@ -19,6 +19,10 @@ import (
 // operator signs in, sees the incident a real guard raised, queues a
 // restore, and sees it done; the drill then checks every file. Screenshots
 // of each page go to $KILLSWITCH_SCREENSHOTS when it is set.
+// wannacrySHA256 is the published SHA-256 of WannaCry's encryptor
+// (tasksche.exe); no file here has it.
+const wannacrySHA256 = "ed01ebfbc9eb5bbea545af4d01bf5f1071661840480439c6e5babe8e080e41aa"
+
 func TestConsoleEndToEnd(t *testing.T) {
 	testenv.RequireRoot(t)
 	chromium := testenv.RequireTool(t, "chromium")
@@ -127,6 +131,20 @@ func TestConsoleEndToEnd(t *testing.T) {
 					goTo("actions"), chromedp.WaitVisible("table"), shot("07-actions"),
 					goTo("audit"), chromedp.WaitVisible("table"), shot("08-audit"),
 				)
+				// Block WannaCry's tasksche.exe fleet-wide; the drill's
+				// agent applies it (its blocker watches only the corpus).
+				run("block a binary on every host",
+					goTo("blocklist"), chromedp.WaitVisible("#block-form"),
+					chromedp.SendKeys("#block-sha", wannacrySHA256),
+					chromedp.SendKeys("#block-note", "WannaCry tasksche.exe"),
+					chromedp.Click(`#block-form button[type="submit"]`),
+					chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := chromedp.Poll[bool](`(document.querySelector('tr[data-sha="`+wannacrySHA256+`"]') || {textContent: ""}).textContent.includes("1 done")`,
+							chromedp.WithPollingTimeout(45*time.Second))(ctx, tg)
+						return err
+					}),
+					shot("09-blocklist"),
+				)
 				return nil
 			}}})
 	if err != nil {
@@ -137,6 +155,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(restoredInBrowser, "restored") {
 		t.Errorf("the console says %q", restoredInBrowser)
+	}
+	if list, _ := h.Store.Blocklist(ctx); len(list) != 1 || list[0].SHA256 != wannacrySHA256 || list[0].CreatedBy != user {
+		t.Errorf("fleet blocklist after the browser blocked a hash: %+v", list)
 	}
 	log, _ := h.Store.Audit(ctx, 100)
 	found := false

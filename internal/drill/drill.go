@@ -18,6 +18,7 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/alert"
+	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/guard"
 	hubstore "github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/simulate"
@@ -112,6 +113,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var agentDone chan struct{}
 	if o.Hub != nil {
 		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: []string{"nft"}}
+		// Blocks from the console apply to the corpus's filesystem only:
+		// the drill must not hold the whole machine's executions.
+		blocker, err := execblock.Start(gctx, []string{o.Exe, "execblock", "serve",
+			"--state", filepath.Join(o.Hub.StateDir, "blocklist.json"), "--mounts", corpus}, nil, nil, o.Log)
+		if err != nil {
+			return res, err
+		}
+		defer func() { stopGuard(); blocker.Wait() }()
+		host.Blocker = blocker
 		ag, err = agent.Open(ctx, agent.Config{StateDir: o.Hub.StateDir, Hub: o.Hub.URL, Token: o.Hub.Token, Name: "drill-" + o.Profile,
 			Version: "drill", Interval: time.Second, Actions: host, Log: o.Log})
 		if err != nil {
