@@ -17,6 +17,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"math/bits"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -184,6 +185,14 @@ func RandomFraction(b []byte, block int) float64 {
 	}
 	if block > len(b) {
 		block = len(b)
+	}
+	// The shortest block judged is the last one, at least minRandom long.
+	shortest := block
+	if tail := len(b) % block; tail >= minRandom {
+		shortest = tail
+	}
+	if !mayLookRandom(distinct(b), shortest) {
+		return 0
 	}
 	n, r := 0, 0
 	for off := 0; off+minRandom <= len(b); off += block {
@@ -376,13 +385,21 @@ func Wiped(b []byte) bool {
 // offset (plus any bytes past pre's end). In-place and intermittent
 // encryption leave the changed bytes random; an edit leaves them text-like.
 func ChangedBytes(pre, post []byte) []byte {
+	n := min(len(pre), len(post))
+	if n == 0 {
+		return post // everything is new (read-only, like every result here)
+	}
 	var out []byte
-	for i, c := range post {
-		if i >= len(pre) || pre[i] != c {
-			out = append(out, c)
+	for i := 0; i < n; i++ {
+		// Equal stretches (most of an edited file) are skipped a word at a time.
+		for i+8 <= n && binary.LittleEndian.Uint64(pre[i:]) == binary.LittleEndian.Uint64(post[i:]) {
+			i += 8
+		}
+		if i < n && pre[i] != post[i] {
+			out = append(out, post[i])
 		}
 	}
-	return out
+	return append(out, post[n:]...)
 }
 
 // Similarity estimates how much of pre survives in post (0..1), from
@@ -425,7 +442,15 @@ func Hidden(b []byte) bool {
 	if EncodedRandom(b) {
 		return true
 	}
+	d := distinct(b)
 	for _, stride := range []int{2, 4} {
+		n := len(b) / stride // the shortest lane judged
+		if n < minRandom {
+			n = (len(b) + stride - 1) / stride
+		}
+		if !mayLookRandom(d, n) {
+			continue
+		}
 		for lane := 0; lane < stride; lane++ {
 			if laneRandom(b, stride, lane) {
 				return true
@@ -447,6 +472,40 @@ func laneRandom(b []byte, stride, lane int) bool {
 		return false
 	}
 	return histRandom(&counts, n)
+}
+
+// distinct counts the byte values that occur in b.
+func distinct(b []byte) int {
+	// A bit per byte value, in four sets filled from alternate bytes so
+	// that consecutive updates do not wait on each other.
+	var seen [4][4]uint64
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		c0, c1, c2, c3 := b[i], b[i+1], b[i+2], b[i+3]
+		seen[0][c0>>6] |= 1 << (c0 & 63)
+		seen[1][c1>>6] |= 1 << (c1 & 63)
+		seen[2][c2>>6] |= 1 << (c2 & 63)
+		seen[3][c3>>6] |= 1 << (c3 & 63)
+	}
+	for ; i < len(b); i++ {
+		seen[0][b[i]>>6] |= 1 << (b[i] & 63)
+	}
+	n := 0
+	for w := range 4 {
+		n += bits.OnesCount64(seen[0][w] | seen[1][w] | seen[2][w] | seen[3][w])
+	}
+	return n
+}
+
+// mayLookRandom reports whether any run of at least n bytes drawn from
+// only d distinct values could pass histRandom: its entropy is at most
+// log2(d), and histRandom asks for more than 8 - 384/n - 0.05 bits. A
+// cheap test that rules out text before any histogram of its parts.
+func mayLookRandom(d, n int) bool {
+	if n < minRandom {
+		return false
+	}
+	return math.Log2(float64(d)) > 8-1.5*256/float64(n)-0.05
 }
 
 // histRandom applies LooksRandom's tests to a byte histogram of n bytes.

@@ -150,6 +150,15 @@ func (g *Group) StopIgnoring(path string, mask uint64) error {
 	return nil
 }
 
+// StopIgnoringFD removes the ignore mark of the file open as fd.
+func (g *Group) StopIgnoringFD(fd int, mask uint64) error {
+	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, mask, fd, "")
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("fanotify_mark remove ignore: %w", err)
+	}
+	return nil
+}
+
 // Respond answers a permission event. Allowed or not, the event's fd is
 // still the caller's to close.
 func (g *Group) Respond(fd int, allow bool) error {

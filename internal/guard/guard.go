@@ -80,10 +80,14 @@ type Guard struct {
 	stats     Stats
 	latencies []time.Duration // permission-path decision times (sampled)
 	snapshots chan snapJob
-	workers   sync.WaitGroup
-	rescanMu  sync.Mutex
-	ignored   map[fileKey]string // ignore marks placed (path when placed)
-	sampleBuf []byte             // the loop's read buffer for content samples
+	// Versions just preserved, whose files the loop may ignore until they
+	// are modified (see placeIgnoreMarks); pendingIgnore waits for commits.
+	toIgnore      chan ignoreJob
+	pendingIgnore []ignoreJob
+	workers       sync.WaitGroup
+	rescanMu      sync.Mutex
+	ignored       map[fileKey]string // ignore marks placed (path when placed)
+	sampleBuf     []byte             // the loop's read buffer for content samples
 }
 
 // Stats counts what the guard did.
@@ -144,7 +148,7 @@ func New(cfg Config) (*Guard, error) {
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
 		frozen: map[int]string{}, ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
-		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024)}
+		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), toIgnore: make(chan ignoreJob, 1024)}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {
 		g.protected[a.PID] = true
@@ -255,6 +259,7 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 	close(g.snapshots)
 	g.workers.Wait()
+	g.dropIgnoreJobs()
 	g.flushIncidents(true)
 	p50, p99 := percentile(g.latencies, 0.50), percentile(g.latencies, 0.99)
 	g.cfg.Log.Info("stopped", "perm_p50", p50, "perm_p99", p99, "perm_events", g.stats.PermEvents, "ignore_marks", g.stats.Ignored, "catch_ups", g.stats.CatchUps,

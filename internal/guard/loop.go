@@ -66,6 +66,7 @@ func (g *Guard) loop(ctx context.Context, wake *waker) error {
 		}
 		evsD = g.drainDirent(bufD, evsD)
 		g.flushIncidents(false)
+		g.placeIgnoreMarks()
 	}
 }
 

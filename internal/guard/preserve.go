@@ -136,10 +136,93 @@ type snapJob struct {
 func (g *Guard) snapshotWorker() {
 	defer g.workers.Done()
 	for j := range g.snapshots {
-		if _, err := g.preserve(j.fd, j.path, "close-write", j.actorID, j.exe); err != nil {
+		s, err := g.preserve(j.fd, j.path, "close-write", j.actorID, j.exe)
+		if err != nil {
 			g.cfg.Log.Warn("could not preserve", "path", j.path, "err", err)
+			unix.Close(j.fd)
+			continue
+		}
+		select {
+		case g.toIgnore <- ignoreJob{fd: j.fd, state: s}:
+		default:
+			unix.Close(j.fd)
+		}
+	}
+}
+
+// ignoreJob is a version a worker preserved: its file needs no permission
+// events until it is modified again.
+type ignoreJob struct {
+	fd    int
+	state fileState
+}
+
+// placeIgnoreMarks runs in the loop. A file written and preserved gets its
+// ignore mark now, rather than at its next open: that open (typically a
+// read of what was just written) then costs the opener nothing. A mark is
+// placed only once the version's index row is committed, only while
+// nothing is suspicious, and only if the file is still that version.
+func (g *Guard) placeIgnoreMarks() {
+	for more := true; more; {
+		select {
+		case j := <-g.toIgnore:
+			g.pendingIgnore = append(g.pendingIgnore, j)
+		default:
+			more = false
+		}
+	}
+	if len(g.pendingIgnore) == 0 {
+		return
+	}
+	cold := time.Now().After(g.hotUntil)
+	committed := g.vault.Committed()
+	keep := g.pendingIgnore[:0]
+	for _, j := range g.pendingIgnore {
+		if cold && j.state.seq > committed {
+			keep = append(keep, j) // its row is not on disk yet
+			continue
+		}
+		if cold && len(g.ignored) < maxIgnored {
+			g.ignoreIfUnchanged(j)
 		}
 		unix.Close(j.fd)
+	}
+	g.pendingIgnore = keep
+}
+
+func (g *Guard) ignoreIfUnchanged(j ignoreJob) {
+	st, err := fstat(j.fd)
+	if err != nil || !j.state.matches(st) {
+		return
+	}
+	if cur, ok := g.files.get(statKey(st)); !ok || !cur.matches(st) {
+		return
+	}
+	if g.perm.IgnoreUntilModified(j.fd, fanotify.OpenPerm) != nil {
+		return
+	}
+	// A write between the check and the mark would not have cleared it.
+	if st2, err := fstat(j.fd); err != nil || !j.state.matches(st2) {
+		g.perm.StopIgnoringFD(j.fd, fanotify.OpenPerm)
+		return
+	}
+	g.stats.Ignored++
+	g.ignored[statKey(st)] = j.state.path
+}
+
+// dropIgnoreJobs releases the descriptors of marks never placed.
+func (g *Guard) dropIgnoreJobs() {
+	for _, j := range g.pendingIgnore {
+		unix.Close(j.fd)
+	}
+	g.pendingIgnore = nil
+	for {
+		select {
+		case j := <-g.toIgnore:
+			unix.Close(j.fd)
+		default:
+			return
+		}
 	}
 }
 
