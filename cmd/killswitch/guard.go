@@ -83,14 +83,15 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if ag != nil {
 			onDeny = func(d execblock.Denial) { ag.Report(store.KindExecBlocked, "exec-"+d.SHA256, execBlockedIncident(d)) }
 		}
-		blocker, err := execblock.Start(bctx, argv, nil, onDeny, log)
-		if err != nil {
+		if blocker, err := execblock.Start(bctx, argv, nil, onDeny, log); err != nil {
+			// Files are what the guard is for: it runs without blocking.
+			log.Error("executions cannot be blocked on this host", "err", err)
 			stop()
-			return err
+		} else {
+			defer func() { stop(); blocker.Wait() }()
+			host.Blocker = blocker
+			cfg.ExecBlocker = blocker
 		}
-		defer func() { stop(); blocker.Wait() }()
-		host.Blocker = blocker
-		cfg.ExecBlocker = blocker
 	}
 	if ag != nil {
 		defer ag.Close()

@@ -120,6 +120,9 @@ func (p *Process) supervise(ctx context.Context, exited <-chan error) {
 	defer close(p.done)
 	health := time.NewTicker(healthEvery)
 	defer health.Stop()
+	// A process that keeps dying (no fanotify here, say) is restarted ever
+	// more slowly, up to once a minute.
+	delay, started := time.Second, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,7 +138,12 @@ func (p *Process) supervise(ctx context.Context, exited <-chan error) {
 			continue
 		case err := <-exited:
 			p.failWaiting()
-			p.log.Error("execblock: blocker process died; restarting", "err", err)
+			if time.Since(started) > time.Minute {
+				delay = time.Second
+			} else {
+				delay = min(2*delay, time.Minute)
+			}
+			p.log.Error("execblock: blocker process died; restarting", "err", err, "in", delay)
 		}
 		for {
 			select {
@@ -144,10 +152,11 @@ func (p *Process) supervise(ctx context.Context, exited <-chan error) {
 				p.stopped = true
 				p.mu.Unlock()
 				return
-			case <-time.After(time.Second):
+			case <-time.After(delay):
 			}
 			var err error
 			if exited, err = p.spawn(); err == nil {
+				started = time.Now()
 				break
 			}
 			p.log.Error("execblock: restarting the blocker process", "err", err)
