@@ -80,7 +80,7 @@ Usage:
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
   killswitch incidents [--vault DIR] [--json]
   killswitch vault check|prune [--vault DIR]
-  killswitch execblock list [--state FILE] [--json]
+  killswitch execblock list|block SHA256|unblock SHA256 [--state FILE]
   killswitch simulate corpus DIR | simulate PROFILE DIR | simulate list
   killswitch drill    [--profile NAME|all] [--keep]
 

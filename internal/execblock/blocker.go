@@ -102,6 +102,7 @@ type Blocker struct {
 	stats      Stats
 	selfKey    fileKey
 	watchedAll bool
+	stateStamp [3]int64 // the state file as last read or written
 }
 
 // workers hash in parallel so that one large binary delays no other
@@ -126,17 +127,15 @@ func Open(cfg Config) (*Blocker, error) {
 	}
 	b := &Blocker{cfg: cfg, jobs: make(chan fanotify.Event, queueLen), list: map[Sum]Entry{},
 		verdicts: map[fileKey]verdict{}, watched: map[uint64]bool{}, denied: map[Sum]*denials{}, files: map[fileKey]string{}}
+	b.essential, b.essKeys = essentialBinaries()
 	if cfg.State != "" {
+		b.stateStamp = stamp(cfg.State) // before reading: an edit in between is taken up later
 		entries, err := loadState(cfg.State)
 		if err != nil {
 			return nil, fmt.Errorf("execblock: %s: %w", cfg.State, err)
 		}
-		for _, e := range entries {
-			sum, _ := ParseSum(e.SHA256)
-			b.list[sum] = e
-		}
+		b.list = b.blockable(entries)
 	}
-	b.essential, b.essKeys = essentialBinaries()
 	if self, err := os.Executable(); err == nil {
 		var st unix.Stat_t
 		if unix.Stat(self, &st) == nil {
@@ -279,12 +278,70 @@ func (b *Blocker) Unblock(sum Sum) (bool, error) {
 func (b *Blocker) changedLocked() error {
 	if b.cfg.State != "" {
 		entries := b.entriesLocked()
-		if err := saveState(b.cfg.State, entries); err != nil {
+		err := EditState(b.cfg.State, func([]Entry) ([]Entry, error) { return entries, nil })
+		if err != nil {
 			return fmt.Errorf("execblock: saving %s: %w", b.cfg.State, err)
 		}
+		b.stateStamp = stamp(b.cfg.State)
 	}
 	b.gen++
 	return b.group.FlushInodeMarks()
+}
+
+// stamp identifies a version of the state file (a rename replaces it).
+func stamp(path string) [3]int64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return [3]int64{}
+	}
+	return [3]int64{int64(st.Ino), st.Mtim.Nano(), st.Size}
+}
+
+// blockable is the list from a file, without what Block would refuse.
+func (b *Blocker) blockable(entries []Entry) map[Sum]Entry {
+	list := map[Sum]Entry{}
+	for _, e := range entries {
+		sum, _ := ParseSum(e.SHA256)
+		if why, ok := b.essential[sum]; ok {
+			b.cfg.Log.Error("execblock: not blocking an essential binary listed in the file", "sha256", e.SHA256, "is", why)
+			continue
+		}
+		list[sum] = e
+	}
+	return list
+}
+
+// reloadIfEdited takes up a list edited by `killswitch execblock block`.
+func (b *Blocker) reloadIfEdited() {
+	if b.cfg.State == "" {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := stamp(b.cfg.State)
+	if now == b.stateStamp {
+		return
+	}
+	unlock, err := lockState(b.cfg.State)
+	if err != nil {
+		return
+	}
+	entries, err := loadState(b.cfg.State)
+	now = stamp(b.cfg.State)
+	unlock()
+	b.stateStamp = now
+	if err != nil {
+		b.cfg.Log.Error("execblock: the edited list is unreadable; keeping the current one", "err", err)
+		return
+	}
+	list := b.blockable(entries)
+	b.list = list
+	b.gen++
+	b.group.FlushInodeMarks()
+	if len(list) > 0 {
+		b.watchLocked()
+	}
+	b.cfg.Log.Warn("execblock: list reloaded", "blocked", len(list))
 }
 
 // List returns the blocked binaries, oldest first.
@@ -445,6 +502,7 @@ func (b *Blocker) housekeeping(ctx context.Context) {
 		case <-tick.C:
 		}
 		b.flushDenials()
+		b.reloadIfEdited()
 		if time.Since(lastScan) >= b.cfg.Rescan {
 			lastScan = time.Now()
 			b.mu.Lock()

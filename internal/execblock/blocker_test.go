@@ -404,3 +404,42 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestEditedListIsTakenUp: `killswitch execblock block` edits the file; the
+// running blocker applies it, and a note it could not read back is refused.
+func TestEditedListIsTakenUp(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "blocklist.json")
+	dir, _, _ := lab(t, Config{State: state})
+	evil, sum := install(t, dir, "wcry", "/bin/true", []byte("z"))
+	add := func(list []Entry) ([]Entry, error) {
+		return append(list, Entry{SHA256: sum.String(), Note: "from the command line", Added: time.Now()}), nil
+	}
+	if err := EditState(state, add); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the edit to be applied", func() bool { return isDenied(runs(evil)) })
+	if err := EditState(state, func([]Entry) ([]Entry, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the removal to be applied", func() bool { return runs(evil) == nil })
+	bad := func(list []Entry) ([]Entry, error) {
+		return append(list, Entry{SHA256: sum.String(), Note: "line\nbreak"}), nil
+	}
+	if err := EditState(state, bad); err == nil {
+		t.Fatal("a note with a line break was written")
+	}
+	if _, err := loadState(state); err != nil {
+		t.Fatalf("the state file is unreadable after a refused edit: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s", what)
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // Sum is a SHA-256 digest of a binary's contents.
@@ -84,6 +86,51 @@ func checkNote(note string) error {
 	return nil
 }
 
+// lockState holds an exclusive lock on path's lock file until unlock is
+// called: the blocker process and `killswitch execblock block` may both
+// rewrite the list.
+func lockState(path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// EditState changes the list kept at path, under its lock. A running
+// blocker picks the change up within a second.
+func EditState(path string, edit func([]Entry) ([]Entry, error)) error {
+	unlock, err := lockState(path)
+	if err != nil {
+		return fmt.Errorf("execblock: %w", err)
+	}
+	defer unlock()
+	entries, err := loadState(path)
+	if err != nil {
+		return fmt.Errorf("execblock: %s: %w", path, err)
+	}
+	if entries, err = edit(entries); err != nil {
+		return err
+	}
+	return saveState(path, entries)
+}
+
+// CheckBlockable refuses a hash the host cannot run without (see Block).
+func CheckBlockable(sum Sum) error {
+	sums, _ := essentialBinaries()
+	if why, ok := sums[sum]; ok {
+		return fmt.Errorf("%w: %s is %s", ErrEssential, sum, why)
+	}
+	return nil
+}
+
 // loadState reads path; a missing file is an empty list.
 func loadState(path string) ([]Entry, error) {
 	b, err := os.ReadFile(path)
@@ -99,8 +146,27 @@ func loadState(path string) ([]Entry, error) {
 // saveState replaces path atomically and durably: a crash leaves the old
 // list or the new one, never a torn file.
 func saveState(path string, entries []Entry) error {
+	seen := map[string]bool{}
+	for _, e := range entries { // never write what ParseState would refuse
+		if _, err := ParseSum(e.SHA256); err != nil {
+			return err
+		}
+		if err := checkNote(e.Note); err != nil {
+			return fmt.Errorf("execblock: %w", err)
+		}
+		if seen[e.SHA256] {
+			return fmt.Errorf("execblock: %s listed twice", e.SHA256)
+		}
+		seen[e.SHA256] = true
+	}
+	if entries == nil {
+		entries = []Entry{}
+	}
 	b, err := json.MarshalIndent(state{Version: stateVersion, Blocked: entries}, "", "  ")
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".blocklist-*")
