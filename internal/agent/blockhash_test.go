@@ -156,6 +156,16 @@ func TestBlockHashFleetWide(t *testing.T) {
 	if list, _ := h.Store.Blocklist(ctx); len(list) != 0 {
 		t.Errorf("fleet blocklist after unblock: %+v", list)
 	}
+	audit, _ := h.Store.Audit(ctx, 100)
+	seen := map[string]int{}
+	for _, e := range audit {
+		if e.Actor == "rita" {
+			seen[e.Action]++
+		}
+	}
+	if seen["block-hash-fleet"] != 1 || seen["unblock-hash-fleet"] != 1 {
+		t.Errorf("rita's fleet actions in the audit log: %v", seen)
+	}
 }
 
 type consoleClient struct {

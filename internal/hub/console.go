@@ -190,8 +190,9 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 		targets = []string{req.HostID}
 	}
 	ids := []string{}
+	fleet := req.HostID == "*" // audited once above, not per host
 	for _, host := range targets {
-		id, err := h.queueAction(ctx, host, req.Kind, req.Args, u.Name)
+		id, err := h.queueAction(ctx, host, req.Kind, req.Args, u.Name, !fleet)
 		if err != nil {
 			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
 			return
@@ -201,13 +202,15 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 	writeJSON(w, map[string]any{"queued": ids})
 }
 
-func (h *Hub) queueAction(ctx context.Context, host, kind, args, by string) (string, error) {
+func (h *Hub) queueAction(ctx context.Context, host, kind, args, by string, audit bool) (string, error) {
 	a := store.Action{ID: store.NewID(), HostID: host, Kind: kind, Args: args, CreatedBy: by, Created: time.Now()}
 	if err := h.Store.QueueAction(ctx, a); err != nil {
 		return "", err
 	}
 	h.markPending(host)
-	h.audit(ctx, by, "queue-"+kind, host, args)
+	if audit {
+		h.audit(ctx, by, "queue-"+kind, host, args)
+	}
 	return a.ID, nil
 }
 
@@ -218,8 +221,11 @@ func (h *Hub) queueBlocklist(ctx context.Context, host string) {
 		h.log.Error("blocklist for a new host", "host", host, "err", err)
 		return
 	}
+	if len(list) > 0 {
+		h.audit(ctx, "hub", "queue-blocklist", host, fmt.Sprint(len(list), " blocked binaries for a new host"))
+	}
 	for _, b := range list {
-		if _, err := h.queueAction(ctx, host, "block-hash", b.SHA256, b.CreatedBy); err != nil {
+		if _, err := h.queueAction(ctx, host, "block-hash", b.SHA256, b.CreatedBy, false); err != nil {
 			h.log.Error("blocklist for a new host", "host", host, "err", err)
 		}
 	}
