@@ -13,4 +13,11 @@
 // answer never waits for long: after Config.Deadline the execution is
 // allowed (and logged), and if the process dies the kernel allows
 // everything still pending.
+//
+// The Blocker runs in a process of its own (Serve, driven by a Process
+// from the guard over a pipe), because a process that starts programs
+// must never be the one answering execution events (see serve.go). Besides
+// the list by hash, which is saved and survives restarts, it blocks single
+// files by inode for the guard (BlockFile: the binary of a process tree it
+// stopped).
 package execblock
