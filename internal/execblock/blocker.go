@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -345,19 +346,9 @@ func (b *Blocker) entriesLocked() []Entry {
 		if c := x.Added.Compare(y.Added); c != 0 {
 			return c
 		}
-		return compareStrings(x.SHA256, y.SHA256)
+		return strings.Compare(x.SHA256, y.SHA256)
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Stats returns the counters so far.
@@ -418,8 +409,10 @@ func (b *Blocker) watchLocked() error {
 // Run answers executions until ctx is done, then releases the group (the
 // kernel allows whatever is still pending).
 func (b *Blocker) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx) // a read error ends housekeeping too
 	var wg sync.WaitGroup
 	defer func() {
+		cancel()
 		b.group.Close()
 		close(b.jobs)
 		wg.Wait()
