@@ -189,45 +189,51 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 		}
 		targets = []string{req.HostID}
 	}
-	ids := []string{}
-	fleet := req.HostID == "*" // audited once above, not per host
-	for _, host := range targets {
-		id, err := h.queueAction(ctx, host, req.Kind, req.Args, u.Name, !fleet)
-		if err != nil {
-			httpError(w, http.StatusServiceUnavailable, "store: %v", err)
-			return
-		}
-		ids = append(ids, id)
+	ids, err := h.queueActions(ctx, targets, req.Kind, []string{req.Args}, u.Name, req.HostID != "*")
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "store: %v", err)
+		return
 	}
 	writeJSON(w, map[string]any{"queued": ids})
 }
 
-func (h *Hub) queueAction(ctx context.Context, host, kind, args, by string, audit bool) (string, error) {
-	a := store.Action{ID: store.NewID(), HostID: host, Kind: kind, Args: args, CreatedBy: by, Created: time.Now()}
-	if err := h.Store.QueueAction(ctx, a); err != nil {
-		return "", err
+// queueActions queues kind for every host and every argument in one
+// transaction. Per-host audit lines are for single-host actions; a
+// fleet-wide one is audited once by its caller.
+func (h *Hub) queueActions(ctx context.Context, hosts []string, kind string, args []string, by string, audit bool) ([]string, error) {
+	var as []store.Action
+	for _, host := range hosts {
+		for _, arg := range args {
+			as = append(as, store.Action{ID: store.NewID(), HostID: host, Kind: kind, Args: arg, CreatedBy: by, Created: time.Now()})
+		}
 	}
-	h.markPending(host)
-	if audit {
-		h.audit(ctx, by, "queue-"+kind, host, args)
+	if err := h.Store.QueueActions(ctx, as); err != nil {
+		return nil, err
 	}
-	return a.ID, nil
+	h.markPending(hosts...)
+	ids := make([]string, 0, len(as))
+	for _, a := range as {
+		if audit {
+			h.audit(ctx, by, "queue-"+kind, a.HostID, a.Args)
+		}
+		ids = append(ids, a.ID)
+	}
+	return ids, nil
 }
 
 // queueBlocklist gives a newly enrolled host the fleet's blocklist.
 func (h *Hub) queueBlocklist(ctx context.Context, host string) {
 	list, err := h.Store.Blocklist(ctx)
+	if err == nil && len(list) > 0 {
+		hashes := make([]string, len(list))
+		for i, b := range list {
+			hashes[i] = b.SHA256
+		}
+		h.audit(ctx, "hub", "queue-blocklist", host, fmt.Sprint(len(list), " blocked binaries for a new host"))
+		_, err = h.queueActions(ctx, []string{host}, "block-hash", hashes, "fleet blocklist", false)
+	}
 	if err != nil {
 		h.log.Error("blocklist for a new host", "host", host, "err", err)
-		return
-	}
-	if len(list) > 0 {
-		h.audit(ctx, "hub", "queue-blocklist", host, fmt.Sprint(len(list), " blocked binaries for a new host"))
-	}
-	for _, b := range list {
-		if _, err := h.queueAction(ctx, host, "block-hash", b.SHA256, b.CreatedBy, false); err != nil {
-			h.log.Error("blocklist for a new host", "host", host, "err", err)
-		}
 	}
 }
 

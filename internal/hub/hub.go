@@ -65,7 +65,8 @@ type Hub struct {
 	// database every pendingRefresh (so that actions queued through another
 	// hub sharing the database are seen too): a heartbeat from any other
 	// host needs no database round trip.
-	pending atomic.Pointer[map[string]bool]
+	pending   atomic.Pointer[map[string]bool]
+	pendingMu sync.Mutex // serialises markPending's copies
 
 	seenMu sync.Mutex
 	seen   map[string]store.Heartbeat // heartbeats not yet written
@@ -343,14 +344,19 @@ func (h *Hub) refreshPending(ctx context.Context) {
 	}
 }
 
-// markPending makes a host's next heartbeat collect its actions at once.
-func (h *Hub) markPending(hostID string) {
+// markPending makes the hosts' next heartbeats collect their actions at
+// once. (The map is copied, once per call: heartbeats read it unlocked.)
+func (h *Hub) markPending(hostIDs ...string) {
+	h.pendingMu.Lock()
+	defer h.pendingMu.Unlock()
 	old := *h.pending.Load()
-	m := make(map[string]bool, len(old)+1)
+	m := make(map[string]bool, len(old)+len(hostIDs))
 	for k := range old {
 		m[k] = true
 	}
-	m[hostID] = true
+	for _, id := range hostIDs {
+		m[id] = true
+	}
 	h.pending.Store(&m)
 }
 

@@ -290,6 +290,23 @@ func testBlocklist(t *testing.T, s Store) {
 	if list, _ := s.Blocklist(ctx); len(list) != 1 || list[0].SHA256 != b.SHA256 {
 		t.Fatalf("after remove: %+v", list)
 	}
+	// A fleet-wide action is queued for every host or for none.
+	now := time.Now()
+	batch := []Action{{ID: "f1", HostID: "h1", Kind: "block-hash", Args: b.SHA256, CreatedBy: "bob", Created: now},
+		{ID: "f2", HostID: "h2", Kind: "block-hash", Args: b.SHA256, CreatedBy: "bob", Created: now},
+		{ID: "f1", HostID: "h3", Kind: "block-hash", Args: b.SHA256, CreatedBy: "bob", Created: now}}
+	if err := s.QueueActions(ctx, batch); err == nil {
+		t.Fatal("a batch with a repeated id was queued")
+	}
+	if acts, _ := s.Actions(ctx, 10); len(acts) != 0 {
+		t.Fatalf("a failed batch left %d actions", len(acts))
+	}
+	if err := s.QueueActions(ctx, batch[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.QueuedHosts(ctx); len(q) != 2 {
+		t.Fatalf("queued hosts after a batch: %v", q)
+	}
 	// An exec-blocked report opens an incident like a guard's does.
 	rep := Report{ID: "x1", Kind: KindExecBlocked, Key: "exec-" + b.SHA256, Time: time.Now(), Body: []byte(`{"count":1}`)}
 	if got, err := s.Ingest(ctx, "h", rep, time.Now()); got != NewIncident || err != nil {

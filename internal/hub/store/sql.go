@@ -356,9 +356,26 @@ func (d *db) ScanResults(ctx context.Context) ([]ScanResult, error) {
 }
 
 func (d *db) QueueAction(ctx context.Context, a Action) error {
-	_, err := d.exec(ctx, `INSERT INTO actions (id, host_id, kind, args, state, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.HostID, a.Kind, a.Args, ActionQueued, a.CreatedBy, ns(a.Created))
-	return err
+	return d.QueueActions(ctx, []Action{a})
+}
+
+func (d *db) QueueActions(ctx context.Context, as []Action) error {
+	tx, err := d.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, d.q(`INSERT INTO actions (id, host_id, kind, args, state, created_by, created) VALUES (?, ?, ?, ?, ?, ?, ?)`))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, a := range as {
+		if _, err := st.ExecContext(ctx, a.ID, a.HostID, a.Kind, a.Args, ActionQueued, a.CreatedBy, ns(a.Created)); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 const actionCols = `id, host_id, kind, args, state, created_by, created, picked, done, result`

@@ -154,6 +154,8 @@ type Store interface {
 	ScanResults(ctx context.Context) ([]ScanResult, error)
 
 	QueueAction(ctx context.Context, a Action) error
+	// QueueActions queues several at once, all or none (a fleet-wide action).
+	QueueActions(ctx context.Context, as []Action) error
 	// TakeActions returns the host's queued actions, oldest first, and
 	// marks them running.
 	TakeActions(ctx context.Context, hostID string, now time.Time) ([]Action, error)
