@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/sys/unix"
 
 	"github.com/killswitch-dev/killswitch/internal/hub"
 	"github.com/killswitch-dev/killswitch/internal/testenv"
@@ -97,6 +98,16 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click("#signin"),
 		chromedp.WaitVisible("#nav"),
 	)
+
+	// The drill's folder (and so what its blocker watches) is a tmpfs of
+	// this test's own: a test never marks a filesystem the machine runs from.
+	work := filepath.Join(dir, "work")
+	os.Mkdir(work, 0o755)
+	if err := unix.Mount("tmpfs", work, "tmpfs", 0, "size=512m"); err != nil {
+		t.Fatalf("tmpfs: %v", err)
+	}
+	defer unix.Unmount(work, unix.MNT_DETACH)
+	t.Setenv("TMPDIR", work)
 
 	var restoredInBrowser string
 	res, err := Run(ctx, Options{Profile: "wannacry", Files: 60, Exe: exe, Log: slog.New(slog.DiscardHandler),
