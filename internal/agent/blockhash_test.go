@@ -80,7 +80,7 @@ func TestBlockHashFleetWide(t *testing.T) {
 			t.Logf("guard log:\n%s", guardLog.String())
 		}
 	}()
-	wait(t, "the guard's host to enrol", func() bool { hosts, _ := h.Store.Hosts(ctx); return len(hosts) == 1 })
+	testenv.WaitFor(t, "the guard's host to enrol", func() bool { hosts, _ := h.Store.Hosts(ctx); return len(hosts) == 1 })
 
 	if err := exec.Command(evil).Run(); err != nil {
 		t.Fatalf("the sample does not run before the block: %v", err)
@@ -108,7 +108,7 @@ func TestBlockHashFleetWide(t *testing.T) {
 
 	// The refusals are an incident at the hub.
 	var inc store.Incident
-	wait(t, "an exec-blocked incident", func() bool {
+	testenv.WaitFor(t, "an exec-blocked incident", func() bool {
 		incs, _ := h.Store.Incidents(ctx, 10)
 		for _, i := range incs {
 			if i.Kind == store.KindExecBlocked {
@@ -202,7 +202,7 @@ func (c *consoleClient) post(t *testing.T, path string, body any) {
 func waitAction(t *testing.T, h *hub.Hub, kind, args string) store.Action {
 	t.Helper()
 	var got store.Action
-	wait(t, kind+" to finish", func() bool {
+	testenv.WaitFor(t, kind+" to finish", func() bool {
 		acts, _ := h.Store.Actions(context.Background(), 100)
 		for _, a := range acts {
 			if a.Kind == kind && a.Args == args && (a.State == store.ActionDone || a.State == store.ActionFailed) {
@@ -213,15 +213,4 @@ func waitAction(t *testing.T, h *hub.Hub, kind, args string) store.Action {
 		return false
 	})
 	return got
-}
-
-func wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 600 {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting for %s", what)
 }

@@ -417,11 +417,11 @@ func TestEditedListIsTakenUp(t *testing.T) {
 	if err := EditState(state, add); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the edit to be applied", func() bool { return isDenied(runs(evil)) })
+	testenv.WaitFor(t, "the edit to be applied", func() bool { return isDenied(runs(evil)) })
 	if err := EditState(state, func([]Entry) ([]Entry, error) { return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the removal to be applied", func() bool { return runs(evil) == nil })
+	testenv.WaitFor(t, "the removal to be applied", func() bool { return runs(evil) == nil })
 	bad := func(list []Entry) ([]Entry, error) {
 		return append(list, Entry{SHA256: sum.String(), Note: "line\nbreak"}), nil
 	}
@@ -431,15 +431,4 @@ func TestEditedListIsTakenUp(t *testing.T) {
 	if _, err := loadState(state); err != nil {
 		t.Fatalf("the state file is unreadable after a refused edit: %v", err)
 	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for range 500 {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("gave up waiting for %s", what)
 }

@@ -87,17 +87,6 @@ func runAgent(t *testing.T, a *agent.Agent) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestEnrolmentTokens(t *testing.T) {
 	h := startHub(t, t.TempDir(), "127.0.0.1:0", hub.Config{})
 	tok := token(t, h)
@@ -229,7 +218,7 @@ func TestDisconnectedAgentDeliversOnce(t *testing.T) {
 	a := openAgent(t, h, t.TempDir(), token(t, h))
 	stopAgent := runAgent(t, a)
 	defer stopAgent()
-	waitFor(t, "first heartbeat", func() bool { return !a.LastContact().IsZero() })
+	testenv.WaitFor(t, "first heartbeat", func() bool { return !a.LastContact().IsZero() })
 	h.stop() // the hub is gone
 	for i := range 50 {
 		a.Report(store.KindIncident, "inc-1", map[string]any{"state": "open", "events": i})
@@ -246,7 +235,7 @@ func TestDisconnectedAgentDeliversOnce(t *testing.T) {
 		t.Fatalf("%d pending while the hub is down, want 51", a.Pending())
 	}
 	h2 := startHub(t, dir, addr, hub.Config{}) // same CA, same database, same address
-	waitFor(t, "the outbox to drain", func() bool { return a.Pending() == 0 })
+	testenv.WaitFor(t, "the outbox to drain", func() bool { return a.Pending() == 0 })
 	incs, err := h2.Store.Incidents(context.Background(), 10)
 	if err != nil || len(incs) != 1 {
 		t.Fatalf("incidents %+v %v", incs, err)
@@ -331,7 +320,7 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 	a.Report(store.KindIncident, "ks-1", map[string]any{"id": "ks-1", "state": "frozen"})
 	stop := runAgent(t, a)
 	defer stop()
-	waitFor(t, "the incident", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 1 })
+	testenv.WaitFor(t, "the incident", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 1 })
 
 	anon := newConsole(t, h)
 	if code, _ := anon.do("GET", "/api/hosts", nil, false); code != http.StatusUnauthorized {
@@ -366,7 +355,7 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 		t.Fatalf("responder restore: %d %s", code, body)
 	}
 	// the agent has no executor: it reports the action failed, with why
-	waitFor(t, "the action result", func() bool {
+	testenv.WaitFor(t, "the action result", func() bool {
 		acts, _ := h.Store.Actions(ctx, 10)
 		return len(acts) == 1 && acts[0].State == store.ActionFailed && acts[0].Result != ""
 	})
@@ -381,7 +370,7 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 			t.Errorf("audit log lacks %s", want)
 		}
 	}
-	waitFor(t, "the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) == 1 })
+	testenv.WaitFor(t, "the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) == 1 })
 	if text, _ := hooks[0]["text"].(string); !strings.Contains(text, "ks-1") {
 		t.Errorf("webhook text %q", text)
 	}
@@ -413,7 +402,7 @@ func TestSinkholeHitBecomesIncidentOnAskingHost(t *testing.T) {
 	sink := openAgent(t, h, t.TempDir(), token(t, h))
 	victim := openAgent(t, h, t.TempDir(), token(t, h))
 	stopV := runAgent(t, victim)
-	waitFor(t, "the victim's heartbeat", func() bool { return !victim.LastContact().IsZero() })
+	testenv.WaitFor(t, "the victim's heartbeat", func() bool { return !victim.LastContact().IsZero() })
 	stopV()
 	vh, _ := h.Store.Host(ctx, victim.HostID())
 	vip, _, _ := strings.Cut(vh.Addr, ":")
@@ -421,7 +410,7 @@ func TestSinkholeHitBecomesIncidentOnAskingHost(t *testing.T) {
 	sink.Report(store.KindSinkhole, "10.9.9.9@t1", map[string]any{"source": map[string]string{"ip": "10.9.9.9"}})
 	stopS := runAgent(t, sink)
 	defer stopS()
-	waitFor(t, "two incidents", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 2 })
+	testenv.WaitFor(t, "two incidents", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 2 })
 	incs, _ := h.Store.Incidents(ctx, 10)
 	owners := map[string]string{}
 	for _, i := range incs {
@@ -462,7 +451,7 @@ func TestRevokeFromConsoleTakesEffectAtOnce(t *testing.T) {
 	a := openAgent(t, h, t.TempDir(), token(t, h))
 	stop := runAgent(t, a)
 	defer stop()
-	waitFor(t, "a heartbeat", func() bool { return !a.LastContact().IsZero() })
+	testenv.WaitFor(t, "a heartbeat", func() bool { return !a.LastContact().IsZero() })
 	rita := newConsole(t, h)
 	rita.do("POST", "/api/login", map[string]string{"user": "rita", "password": "responder password 1"}, false)
 	if code, body := rita.do("POST", "/api/hosts/"+a.HostID()+"/revoke", nil, true); code != http.StatusNoContent {
