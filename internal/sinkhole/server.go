@@ -74,15 +74,9 @@ func Start(cfg Config) (*Server, error) {
 		tcpCli: &dns.Client{Net: "tcp", Timeout: cfg.UpstreamTimeout},
 	}
 	if cfg.DNSAddr != "" {
-		pc, err := net.ListenPacket("udp", cfg.DNSAddr)
+		pc, ln, err := listenDNS(cfg.DNSAddr)
 		if err != nil {
-			return nil, fmt.Errorf("sinkhole: DNS on %s: %w", cfg.DNSAddr, err)
-		}
-		// TCP on the same port as UDP (":0" picks one for both).
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			pc.Close()
-			return nil, fmt.Errorf("sinkhole: DNS over TCP on %s: %w", pc.LocalAddr(), err)
+			return nil, err
 		}
 		if up, err := netip.ParseAddrPort(cfg.Upstream); err == nil && cfg.Upstream != "" {
 			own := pc.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -156,6 +150,27 @@ func (s *Server) Stats() Stats {
 }
 
 // isLocal reports whether a is an address of this machine.
+// listenDNS binds UDP and TCP on the same port. With port 0 the kernel
+// picks a free UDP port, which may be taken for TCP: then another pair is
+// tried.
+func listenDNS(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sinkhole: DNS on %s: %w", addr, err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 20 {
+			return nil, nil, fmt.Errorf("sinkhole: DNS over TCP on %s: %w", pc.LocalAddr(), err)
+		}
+	}
+}
+
 func isLocal(a netip.Addr) bool {
 	addrs, _ := net.InterfaceAddrs()
 	for _, x := range addrs {

@@ -62,11 +62,7 @@ func TestDomainsMatch(t *testing.T) {
 // upstream is a second DNS server for forwarding tests: it knows one name.
 func upstream(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	pc, ln, err := listenDNS("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
