@@ -12,7 +12,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"math/bits"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -165,11 +164,30 @@ func LooksRandom(b []byte) bool {
 	if len(b) < minRandom {
 		return false
 	}
-	var counts [256]int
-	for _, c := range b {
-		counts[c]++
-	}
+	counts := histogram(b)
 	return histRandom(&counts, len(b))
+}
+
+// histogram counts each byte value of b, in four tables filled from
+// alternate bytes: a run of one byte value (text, padding) would otherwise
+// make every increment wait for the one before.
+func histogram(b []byte) [256]int {
+	var t [4][256]uint32
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		t[0][b[i]]++
+		t[1][b[i+1]]++
+		t[2][b[i+2]]++
+		t[3][b[i+3]]++
+	}
+	for ; i < len(b); i++ {
+		t[0][b[i]]++
+	}
+	var counts [256]int
+	for v := range counts {
+		counts[v] = int(t[0][v]) + int(t[1][v]) + int(t[2][v]) + int(t[3][v])
+	}
+	return counts
 }
 
 // RandomFraction splits b into blocks and returns the fraction that look
@@ -469,25 +487,15 @@ func laneRandom(b []byte, stride, lane int) bool {
 	return histRandom(&counts, n)
 }
 
-// distinct counts the byte values that occur in b.
+// distinct counts the byte values that occur in b. (A plain histogram:
+// faster here than a bitmap, whose updates wait on each other.)
 func distinct(b []byte) int {
-	// A bit per byte value, in four sets filled from alternate bytes so
-	// that consecutive updates do not wait on each other.
-	var seen [4][4]uint64
-	i := 0
-	for ; i+4 <= len(b); i += 4 {
-		c0, c1, c2, c3 := b[i], b[i+1], b[i+2], b[i+3]
-		seen[0][c0>>6] |= 1 << (c0 & 63)
-		seen[1][c1>>6] |= 1 << (c1 & 63)
-		seen[2][c2>>6] |= 1 << (c2 & 63)
-		seen[3][c3>>6] |= 1 << (c3 & 63)
-	}
-	for ; i < len(b); i++ {
-		seen[0][b[i]>>6] |= 1 << (b[i] & 63)
-	}
+	counts := histogram(b)
 	n := 0
-	for w := range 4 {
-		n += bits.OnesCount64(seen[0][w] | seen[1][w] | seen[2][w] | seen[3][w])
+	for _, c := range counts {
+		if c > 0 {
+			n++
+		}
 	}
 	return n
 }
