@@ -90,16 +90,6 @@ func (g *Group) MarkDir(path string, mask uint64) error {
 	return nil
 }
 
-// MarkMount marks the whole mount that holds path (used to see every
-// execution of a blocked binary, wherever it is run from).
-func (g *Group) MarkMount(path string, mask uint64) error {
-	err := unix.FanotifyMark(g.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, mask, unix.AT_FDCWD, path)
-	if err != nil {
-		return fmt.Errorf("fanotify_mark mount %s: %w", path, err)
-	}
-	return nil
-}
-
 // MarkFilesystem marks the whole filesystem that holds path, through every
 // mount and bind mount of it (used to see every execution on a host).
 func (g *Group) MarkFilesystem(path string, mask uint64) error {

@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PermMask is what the guard asks of a Permission group on every protected directory.
-const PermMask = OpenPerm | OpenExecPerm | CloseWrite | OnChild
+// PermMask is what the guard asks of a Permission group on every protected
+// directory. An execution opens its file too, so FAN_OPEN_PERM sees it:
+// asking for FAN_OPEN_EXEC_PERM as well would only double the round trip.
+const PermMask = OpenPerm | CloseWrite | OnChild
 
 // DirentMask is what the guard asks of a Dirent group on every protected directory.
 const DirentMask = Create | Delete | Rename | OnDir
@@ -31,7 +33,7 @@ func Probe(dir string) error {
 		mask  uint64
 		what  string
 	}{
-		{Permission, PermMask, "permission events (FAN_CLASS_CONTENT, FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM)"},
+		{Permission, PermMask, "permission events (FAN_CLASS_CONTENT, FAN_OPEN_PERM)"},
 		{Dirent, DirentMask, "directory-entry events (FAN_REPORT_DFID_NAME, FAN_RENAME: Linux 5.17+)"},
 	}
 	for _, c := range checks {

@@ -57,7 +57,7 @@ func (g *Guard) loop(ctx context.Context, wake *waker) error {
 			}
 			for i := range evsP {
 				ev := &evsP[i]
-				if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) != 0 {
+				if ev.Mask&fanotify.OpenPerm != 0 {
 					evsD = g.drainDirent(bufD, evsD)
 				}
 				g.handlePerm(ev)
@@ -106,7 +106,7 @@ func (g *Guard) vaultLoop() {
 }
 
 func (g *Guard) handleVaultAccess(ev *fanotify.Event) {
-	if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) == 0 {
+	if ev.Mask&fanotify.OpenPerm == 0 {
 		ev.CloseFD()
 		return
 	}
@@ -126,7 +126,7 @@ func (g *Guard) handlePerm(ev *fanotify.Event) {
 		g.overflow("permission")
 		return
 	}
-	if ev.Mask&(fanotify.OpenPerm|fanotify.OpenExecPerm) != 0 {
+	if ev.Mask&fanotify.OpenPerm != 0 {
 		start := time.Now()
 		allow := g.decideOpen(ev)
 		if err := g.perm.Respond(int(ev.Fd), allow); err != nil {
@@ -185,12 +185,20 @@ func (g *Guard) decideOpen(ev *fanotify.Event) bool {
 			g.cfg.Log.Error("committing the vault index", "err", err)
 		}
 	}
-	if time.Now().After(g.hotUntil) && s.matches(st) && len(g.ignored) < maxIgnored {
-		if err := g.perm.IgnoreUntilModified(int(ev.Fd), fanotify.OpenPerm); err == nil {
-			g.stats.Ignored++
-			g.ignored[statKey(st)] = s.path // to remove it if the guard heats up
-		}
+	if time.Now().After(g.hotUntil) && s.matches(st) {
+		g.ignoreUntilModified(int(ev.Fd), statKey(st), s.path)
 	}
+	return true
+}
+
+// ignoreUntilModified spares the file open as fd permission events until
+// it is next modified, and remembers it (to undo if the guard heats up).
+func (g *Guard) ignoreUntilModified(fd int, k fileKey, path string) bool {
+	if len(g.ignored) >= maxIgnored || g.perm.IgnoreUntilModified(fd, fanotify.OpenPerm) != nil {
+		return false
+	}
+	g.stats.Ignored++
+	g.ignored[k] = path
 	return true
 }
 

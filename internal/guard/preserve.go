@@ -182,7 +182,7 @@ func (g *Guard) placeIgnoreMarks() {
 			keep = append(keep, j) // its row is not on disk yet
 			continue
 		}
-		if cold && len(g.ignored) < maxIgnored {
+		if cold {
 			g.ignoreIfUnchanged(j)
 		}
 		unix.Close(j.fd)
@@ -198,16 +198,15 @@ func (g *Guard) ignoreIfUnchanged(j ignoreJob) {
 	if cur, ok := g.files.get(statKey(st)); !ok || !cur.matches(st) {
 		return
 	}
-	if g.perm.IgnoreUntilModified(j.fd, fanotify.OpenPerm) != nil {
+	if !g.ignoreUntilModified(j.fd, statKey(st), j.state.path) {
 		return
 	}
 	// A write between the check and the mark would not have cleared it.
 	if st2, err := fstat(j.fd); err != nil || !j.state.matches(st2) {
 		g.perm.StopIgnoringFD(j.fd, fanotify.OpenPerm)
-		return
+		g.stats.Ignored--
+		delete(g.ignored, statKey(st))
 	}
-	g.stats.Ignored++
-	g.ignored[statKey(st)] = j.state.path
 }
 
 // dropIgnoreJobs releases the descriptors of marks never placed.
