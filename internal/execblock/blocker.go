@@ -568,7 +568,8 @@ func (b *Blocker) decide(ev fanotify.Event) {
 		b.markClean(fd, gen)
 		return
 	}
-	if !known || v.ctime != st.Ctim || v.size != st.Size {
+	fresh := known && v.ctime == st.Ctim && v.size == st.Size
+	if !fresh {
 		sum, err := hashFD(fd)
 		if err != nil {
 			b.cfg.Log.Warn("execblock: cannot hash; execution allowed", "pid", ev.Pid, "err", err)
@@ -576,15 +577,15 @@ func (b *Blocker) decide(ev fanotify.Event) {
 			return
 		}
 		v = verdict{ctime: st.Ctim, size: st.Size, sum: sum}
-		b.mu.Lock()
+	}
+	b.mu.Lock()
+	if !fresh {
 		b.stats.Hashed++
 		if len(b.verdicts) >= maxVerdicts {
 			clear(b.verdicts)
 		}
 		b.verdicts[key] = v
-		b.mu.Unlock()
 	}
-	b.mu.Lock()
 	entry, blocked := b.list[v.sum]
 	b.mu.Unlock()
 	if !blocked {
@@ -666,6 +667,10 @@ func (b *Blocker) Running(sum Sum) []int {
 	return pids
 }
 
+// hashBufs are hashFD's read buffers, reused: every binary run for the
+// first time is hashed.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
 // HashFile returns the SHA-256 of the file at path.
 func HashFile(path string) (Sum, error) {
 	f, err := os.Open(path)
@@ -680,7 +685,9 @@ func HashFile(path string) (Sum, error) {
 // descriptor shared with the kernel alone.
 func hashFD(fd int) (Sum, error) {
 	h := sha256.New()
-	buf := make([]byte, 1<<20)
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	buf := *bp
 	var off int64
 	for {
 		n, err := unix.Pread(fd, buf, off)
