@@ -525,6 +525,21 @@ func (a *answer) give(g *fanotify.Group, fd int, allow bool) bool {
 	return true
 }
 
+// deny refuses the execution unless the timer already allowed it, and
+// counts the denial before answering, so that denials are numbered in the
+// order the executions were refused.
+func (a *answer) deny(b *Blocker, fd int, d *Denial, sum Sum) (report, denied bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return false, false
+	}
+	a.done = true
+	report = b.countDenial(d, sum)
+	b.group.Respond(fd, false)
+	return report, true
+}
+
 func (b *Blocker) decide(ev fanotify.Event) {
 	fd := int(ev.Fd)
 	ans := &answer{}
@@ -557,10 +572,8 @@ func (b *Blocker) decide(ev fanotify.Event) {
 	fileNote, fileBlocked := b.files[key]
 	b.mu.Unlock()
 	if fileBlocked {
-		if ans.give(b.group, fd, false) {
-			path, _ := fanotify.FDPath(ev.Fd)
-			b.denial(Denial{Time: time.Now().UTC(), PID: int(ev.Pid), Path: path, Note: fileNote}, Sum{})
-		}
+		path, _ := fanotify.FDPath(ev.Fd)
+		b.refuse(ans, fd, Denial{PID: int(ev.Pid), Path: path, Note: fileNote}, Sum{})
 		return
 	}
 	if key == b.selfKey || empty {
@@ -593,11 +606,8 @@ func (b *Blocker) decide(ev fanotify.Event) {
 		b.markClean(fd, gen)
 		return
 	}
-	if !ans.give(b.group, fd, false) {
-		return // the deadline passed: it ran (and was logged)
-	}
 	path, _ := fanotify.FDPath(ev.Fd)
-	b.denial(Denial{Time: time.Now().UTC(), PID: int(ev.Pid), Path: path, SHA256: entry.SHA256, Note: entry.Note}, v.sum)
+	b.refuse(ans, fd, Denial{PID: int(ev.Pid), Path: path, SHA256: entry.SHA256, Note: entry.Note}, v.sum)
 }
 
 // markClean asks the kernel not to report this file again until it is
@@ -610,8 +620,26 @@ func (b *Blocker) markClean(fd int, gen uint64) {
 	}
 }
 
-func (b *Blocker) denial(d Denial, sum Sum) {
+// refuse denies the execution, then logs and reports it (at most once a
+// second per binary; the rest are counted and flushed by housekeeping).
+// Nothing happens if the deadline already let it run (that was logged).
+func (b *Blocker) refuse(ans *answer, fd int, d Denial, sum Sum) {
+	d.Time = time.Now().UTC()
+	report, denied := ans.deny(b, fd, &d, sum)
+	if !denied {
+		return
+	}
+	b.cfg.Log.Warn("denied execution of a blocked binary", "path", d.Path, "pid", d.PID, "sha256", d.SHA256, "count", d.Count)
+	if report && b.cfg.OnDeny != nil {
+		b.cfg.OnDeny(d)
+	}
+}
+
+// countDenial numbers d and says whether to report it now or leave it
+// pending for housekeeping.
+func (b *Blocker) countDenial(d *Denial, sum Sum) (report bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.stats.Denied++
 	st := b.denied[sum]
 	if st == nil {
@@ -621,17 +649,13 @@ func (b *Blocker) denial(d Denial, sum Sum) {
 	st.count++
 	d.Count = st.count
 	now := time.Now()
-	report := now.Sub(st.last) >= time.Second
-	if report {
+	if now.Sub(st.last) >= time.Second {
 		st.last, st.pending = now, nil
-	} else {
-		st.pending = &d
+		return true
 	}
-	b.mu.Unlock()
-	b.cfg.Log.Warn("denied execution of a blocked binary", "path", d.Path, "pid", d.PID, "sha256", d.SHA256, "count", d.Count)
-	if report && b.cfg.OnDeny != nil {
-		b.cfg.OnDeny(d)
-	}
+	cp := *d
+	st.pending = &cp
+	return false
 }
 
 // Running lists the processes whose executable is sum right now (a block
