@@ -64,6 +64,11 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	host := &agent.Host{Exe: exe, Vault: *vaultDir, Hub: *hubFlags.hub, NFT: []string{"nft"}}
+	cfg.Programs = host.NFT[:1]
+	// Bad folders are refused before enrolment spends its one-time token.
+	if err := guard.Check(cfg); err != nil {
+		return err
+	}
 	ag, err := hubFlags.open(ctx, host, log)
 	if err != nil {
 		return err

@@ -42,6 +42,10 @@ type Config struct {
 	// Trusted lists executables whose restore, incidents and vault
 	// subcommands may open the vault; this process's own binary always may.
 	Trusted []string
+	// Programs lists what this process starts while it guards, besides
+	// its own binary (which it always may start): nft for isolation, say.
+	// See Check.
+	Programs []string
 }
 
 // ErrConfig is wrapped by errors in the guard's configuration.
@@ -94,41 +98,20 @@ type pendingIncident struct {
 	exeSum chan string // the actor binary's SHA-256, once hashed ("" if it could not be)
 }
 
+// Check validates the configuration without opening anything, so that a
+// command can refuse bad flags before it does anything that cannot be
+// undone (such as spending a one-time enrolment token).
+func Check(cfg Config) error {
+	_, err := cfg.normalized()
+	return err
+}
+
 // New validates the configuration and opens the vault. It places no marks.
 func New(cfg Config) (*Guard, error) {
-	if len(cfg.Roots) == 0 {
-		return nil, fmt.Errorf("%w: no folder to protect", ErrConfig)
-	}
-	if cfg.VaultDir == "" {
-		return nil, fmt.Errorf("%w: no vault folder", ErrConfig)
-	}
-	vdir, err := filepath.Abs(cfg.VaultDir)
+	cfg, err := cfg.normalized()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, err
 	}
-	var roots []string
-	for _, r := range cfg.Roots {
-		abs, err := filepath.Abs(r)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		if real, err := filepath.EvalSymlinks(abs); err == nil {
-			abs = real
-		}
-		st, err := os.Stat(abs)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		if !st.IsDir() {
-			return nil, fmt.Errorf("%w: %s is not a folder", ErrConfig, abs)
-		}
-		if vault.Under(vdir, abs) || vault.Under(abs, vdir) {
-			return nil, fmt.Errorf("%w: the vault %s must be outside the protected folder %s", ErrConfig, vdir, abs)
-		}
-		roots = append(roots, abs)
-	}
-	cfg.Roots = roots
-	cfg.VaultDir = vdir
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -150,6 +133,52 @@ func New(cfg Config) (*Guard, error) {
 	dcfg.Exempt = g.exempt
 	g.det = detector.New(dcfg)
 	return g, nil
+}
+
+// normalized makes the folders absolute and real, and refuses what would
+// lose data or hang the host.
+func (cfg Config) normalized() (Config, error) {
+	if len(cfg.Roots) == 0 {
+		return cfg, fmt.Errorf("%w: no folder to protect", ErrConfig)
+	}
+	if cfg.VaultDir == "" {
+		return cfg, fmt.Errorf("%w: no vault folder", ErrConfig)
+	}
+	vdir, err := filepath.Abs(cfg.VaultDir)
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var roots []string
+	for _, r := range cfg.Roots {
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		}
+		st, err := os.Stat(abs)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		if !st.IsDir() {
+			return cfg, fmt.Errorf("%w: %s is not a folder", ErrConfig, abs)
+		}
+		if vault.Under(vdir, abs) || vault.Under(abs, vdir) {
+			return cfg, fmt.Errorf("%w: the vault %s must be outside the protected folder %s", ErrConfig, vdir, abs)
+		}
+		roots = append(roots, abs)
+	}
+	cfg.Roots = roots
+	cfg.VaultDir = vdir
+	self, err := os.Executable()
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if err := checkPrograms(roots, append([]string{self}, cfg.Programs...)); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // exempt: our own processes are never scored. A `killswitch restore` run by
