@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	isolateTimeout := fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long")
 	blocklist := fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)")
 	execMounts := fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)")
+	fileServers := fs.String("file-servers", "smbd", "comma-separated executable names that write for remote clients, one process each: an attack through one cuts its client off instead of stopping the server ('' for none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +60,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		aw = f
 	}
 	cfg := guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
-		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }}
+		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*fileServers)}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -165,4 +167,16 @@ func notifyReady(log *slog.Logger) {
 	if _, err := c.Write([]byte("READY=1")); err != nil {
 		log.Warn("NOTIFY_SOCKET", "err", err)
 	}
+}
+
+// splitList splits a comma-separated flag; "" is an empty list, not nil
+// (which would mean "the default").
+func splitList(s string) []string {
+	out := []string{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

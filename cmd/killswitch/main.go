@@ -81,6 +81,7 @@ Usage:
   killswitch incidents [--vault DIR] [--json]
   killswitch vault check|prune [--vault DIR]
   killswitch execblock list|block SHA256|unblock SHA256 [--state FILE]
+  killswitch cutoff   list|release ADDRESS
   killswitch simulate corpus DIR | simulate PROFILE DIR | simulate list
   killswitch drill    [--profile NAME|all] [--keep]
 
@@ -110,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runVault(rest, stdout, stderr)
 	case "execblock":
 		return runExecblock(ctx, rest, stdout, stderr)
+	case "cutoff":
+		return runCutoff(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(rest, stdout, stderr)
 	case "drill":

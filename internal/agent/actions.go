@@ -15,6 +15,7 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/hub/store"
+	"github.com/killswitch-dev/killswitch/internal/nft"
 	"github.com/killswitch-dev/killswitch/internal/restore"
 )
 
@@ -137,13 +138,7 @@ func lastLine(s string) string {
 }
 
 func (h *Host) nft(ctx context.Context, script string) error {
-	args := append(append([]string{}, h.NFT[1:]...), "-f", "-")
-	cmd := exec.CommandContext(ctx, h.NFT[0], args...)
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return nft.Run(ctx, h.NFT, script)
 }
 
 // Isolate drops every packet in and out except loopback and the hub, so

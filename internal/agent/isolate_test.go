@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -11,36 +10,6 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
-
-// netns makes a network namespace joined to this one by a veth pair:
-// 10.201.0.1 here, 10.201.0.2 inside. It is removed when the test ends.
-func netns(t *testing.T) string {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "ip")
-	testenv.RequireTool(t, "nft")
-	ns := fmt.Sprintf("ks-iso-%d", time.Now().UnixNano()%100000)
-	cmds := [][]string{
-		{"ip", "netns", "add", ns},
-		{"ip", "link", "add", ns + "a", "type", "veth", "peer", "name", ns + "b"},
-		{"ip", "link", "set", ns + "b", "netns", ns},
-		{"ip", "addr", "add", "10.201.0.1/24", "dev", ns + "a"},
-		{"ip", "link", "set", ns + "a", "up"},
-		{"ip", "netns", "exec", ns, "ip", "addr", "add", "10.201.0.2/24", "dev", ns + "b"},
-		{"ip", "netns", "exec", ns, "ip", "link", "set", ns + "b", "up"},
-		{"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"},
-	}
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", ns+"a").Run()
-		exec.Command("ip", "netns", "del", ns).Run()
-	})
-	for _, c := range cmds {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v %s", c, err, out)
-		}
-	}
-	return ns
-}
 
 func listen(t *testing.T) int {
 	l, err := net.Listen("tcp", "10.201.0.1:0")
@@ -70,7 +39,8 @@ func reachable(ns string, port int) bool {
 // the hub stays reachable; release restores everything; a host cut off
 // from the hub for too long releases itself.
 func TestIsolation(t *testing.T) {
-	ns := netns(t)
+	testenv.RequireTool(t, "nft")
+	ns := testenv.Netns(t, 201) // 10.201.0.1 here, 10.201.0.2 inside
 	hubPort, otherPort := listen(t), listen(t)
 	if !reachable(ns, hubPort) || !reachable(ns, otherPort) {
 		t.Fatal("the namespace cannot reach this side before isolation")

@@ -27,6 +27,10 @@ type Actor struct {
 	ID         string `json:"id"` // pid@starttime
 	PID        int    `json:"pid"`
 	Executable string `json:"executable"`
+	// Server: a file server's process serving remote clients (smbd). It is
+	// the last of its lineage to be scored: its ancestors serve every
+	// other client too, and adding their work up would stop the server.
+	Server bool `json:"server,omitempty"`
 }
 
 // Event is one observation. Lineage is nearest first (the process itself).
@@ -259,6 +263,9 @@ func (d *Detector) Observe(ev Event) (*Decision, Finding) {
 		// The tolerance keeps a few seconds of decay from costing a whole file.
 		if best == nil && n.score >= d.cfg.Threshold-0.05 && len(n.damaged) >= d.cfg.MinFiles {
 			best = n
+		}
+		if a.Server {
+			break
 		}
 	}
 	if best == nil {

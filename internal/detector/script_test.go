@@ -20,13 +20,14 @@ var update = flag.Bool("update", false, "rewrite the golden files from the detec
 
 // A script is a recorded event sequence, one event per line:
 //
-//	+DURATION pid=N[,PARENT...] op=write|delete|rename path=P [new=P] [pre=GEN] [post=GEN] [preserved] [replaced]
+//	+DURATION pid=N[s][,PARENT[s]...] op=write|delete|rename path=P [new=P] [pre=GEN] [post=GEN] [preserved] [replaced]
 //
 // GEN makes content deterministically: text:N, random:N, zeros:N,
 // b64random:N (base64 of random bytes), gzip:N (real gzip of N bytes of
 // text), fakegzip:N (gzip magic on random bytes), stripes (pre with every
 // other 16 bytes of the pre content encrypted: post only), salted:N (openssl "Salted__" header + random),
-// note (a ransom note). Lineages list the pid first, then its ancestors.
+// note (a ransom note). Lineages list the pid first, then its ancestors;
+// an "s" after a pid marks a file server's process (Actor.Server).
 // The golden file beside each script holds every finding and decision.
 func TestScripts(t *testing.T) {
 	scripts, _ := filepath.Glob("testdata/*.script")
@@ -106,11 +107,12 @@ func parseEvent(s string, rng *rand.Rand) (Event, time.Duration, error) {
 		switch k {
 		case "pid":
 			for _, p := range strings.Split(v, ",") {
+				p, server := strings.CutSuffix(p, "s")
 				n, err := strconv.Atoi(p)
 				if err != nil {
 					return ev, 0, err
 				}
-				ev.Lineage = append(ev.Lineage, Actor{ID: p + "@1", PID: n, Executable: "/usr/bin/p" + p})
+				ev.Lineage = append(ev.Lineage, Actor{ID: p + "@1", PID: n, Executable: "/usr/bin/p" + p, Server: server})
 			}
 		case "op":
 			ev.Op = Op(v)

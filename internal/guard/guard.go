@@ -43,9 +43,15 @@ type Config struct {
 	// subcommands may open the vault; this process's own binary always may.
 	Trusted []string
 	// Programs lists what this process starts while it guards, besides
-	// its own binary (which it always may start): nft for isolation, say.
-	// See Check.
+	// its own binary and NFT (which it always may start). See Check.
 	Programs []string
+	// FileServers names (by base name) the executables that write for
+	// remote clients, one process per client: an attack through one is
+	// answered by stopping that process and cutting its client off, never
+	// the server. Default: smbd.
+	FileServers []string
+	// NFT is how nft is run to cut a client off (default {"nft"}).
+	NFT []string
 }
 
 // ErrConfig is wrapped by errors in the guard's configuration.
@@ -96,6 +102,7 @@ type pendingIncident struct {
 	actor  string
 	at     time.Time
 	exeSum chan string // the actor binary's SHA-256, once hashed ("" if it could not be)
+	cut    chan error  // the client's cut-off, for a file server's process (nil otherwise)
 }
 
 // Check validates the configuration without opening anything, so that a
@@ -175,7 +182,13 @@ func (cfg Config) normalized() (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if err := checkPrograms(roots, append([]string{self}, cfg.Programs...)); err != nil {
+	if cfg.FileServers == nil {
+		cfg.FileServers = []string{"smbd"}
+	}
+	if len(cfg.NFT) == 0 {
+		cfg.NFT = []string{"nft"}
+	}
+	if err := checkPrograms(roots, append([]string{self, cfg.NFT[0]}, cfg.Programs...)); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/content"
+	"github.com/killswitch-dev/killswitch/internal/cutoff"
 	"github.com/killswitch-dev/killswitch/internal/detector"
 	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/fanotify"
@@ -330,7 +332,8 @@ func (g *Guard) lineage(pid int) []detector.Actor {
 	infos := g.actors.Lineage(pid)
 	out := make([]detector.Actor, len(infos))
 	for i, in := range infos {
-		out[i] = detector.Actor{ID: in.ID.String(), PID: in.PID, Executable: in.Executable}
+		out[i] = detector.Actor{ID: in.ID.String(), PID: in.PID, Executable: in.Executable,
+			Server: slices.Contains(g.cfg.FileServers, filepath.Base(in.Executable))}
 	}
 	return out
 }
@@ -471,6 +474,16 @@ func (g *Guard) overflow(which string) {
 // stop freezes the decided lineage at once, then records and reports.
 func (g *Guard) stop(d *detector.Decision) {
 	frozenAt := time.Now()
+	// A file server's process: its client's address, read while its
+	// connection is still open.
+	var client netip.Addr
+	var cut chan error
+	if d.Actor.Server {
+		var err error
+		if client, err = cutoff.Peer("/proc", d.Actor.PID); err != nil {
+			g.cfg.Log.Error("the client of the stopped file-server process is unknown; it is not cut off", "pid", d.Actor.PID, "err", err)
+		}
+	}
 	pids, err := g.resp.Freeze(d.Actor.PID)
 	if err != nil {
 		g.cfg.Log.Error("freezing", "pid", d.Actor.PID, "err", err)
@@ -495,12 +508,25 @@ func (g *Guard) stop(d *detector.Decision) {
 		}
 		exeSum <- sum
 	}()
-	blocked := g.blockExec(d.Actor.Executable, d.Incident)
+	blocked := false
+	if client.IsValid() {
+		cut = make(chan error, 1)
+		go func() { cut <- g.cutOff(client, d.Actor.Executable) }()
+	} else if !d.Actor.Server {
+		blocked = g.blockExec(d.Actor.Executable, d.Incident)
+	}
 	g.stats.Incidents++
 	info, _ := g.actors.Get(d.Actor.PID)
 	inc := vault.Incident{ID: d.Incident, Opened: frozenAt, FrozenAt: frozenAt, State: vault.StateOpen, Actor: d.Actor,
 		Cmdline: info.Cmdline, Stopped: pids, Score: d.Score, Indicators: d.Indicators, Damaged: d.Damaged,
 		FirstEvent: d.FirstEvent, Files: d.History, ExecBlocked: blocked}
+	var source *alert.Source
+	what := "it was encrypting or destroying files"
+	if client.IsValid() {
+		inc.Client = client.String()
+		source = &alert.Source{IP: inc.Client}
+		what = "it was encrypting or destroying files for the client " + inc.Client + ", which is being cut off from the file-sharing ports"
+	}
 	if err := g.vault.SaveIncident(inc); err != nil {
 		g.cfg.Log.Error("saving incident", "incident", inc.ID, "err", err)
 	}
@@ -510,19 +536,19 @@ func (g *Guard) stop(d *detector.Decision) {
 	}
 	parent := &alert.Parent{PID: info.PPID}
 	g.cfg.Alerts.Write(alert.Alert{Timestamp: frozenAt.UTC(),
-		Message: "killswitch stopped " + d.Actor.Executable + " (pid " + itoa(d.Actor.PID) + "): it was encrypting or destroying files; restore with: killswitch restore --incident " + d.Incident,
+		Message: "killswitch stopped " + d.Actor.Executable + " (pid " + itoa(d.Actor.PID) + "): " + what + "; restore with: killswitch restore --incident " + d.Incident,
 		Event: alert.Event{Kind: "alert", Action: alert.ActionRansomwareStopped, Category: []string{"malware", "file"},
 			Type: []string{"denied", "deletion"}, Severity: 99},
 		Process: &alert.Process{PID: d.Actor.PID, Executable: d.Actor.Executable, Args: info.Cmdline,
 			CommandLine: strings.Join(info.Cmdline, " "), Parent: parent},
-		File: &alert.File{Path: sample},
+		File: &alert.File{Path: sample}, Source: source,
 		Killswitch: alert.Killswitch{Incident: d.Incident, Score: d.Score, Indicators: d.Indicators,
 			FilesDamaged: len(d.Damaged), StoppedPIDs: pids, ExecBlocked: blocked}})
 	g.cfg.Log.Warn("STOPPED ransomware-like activity", "incident", d.Incident, "pid", d.Actor.PID, "exe", d.Actor.Executable,
 		"files_damaged", len(d.Damaged), "score", d.Score, "restore", "killswitch restore --incident "+d.Incident)
 	// Events the tree made before it froze are still queued: record them
 	// into the incident once they have been read.
-	g.pending = append(g.pending, pendingIncident{inc: inc, actor: d.Actor.ID, at: frozenAt, exeSum: exeSum})
+	g.pending = append(g.pending, pendingIncident{inc: inc, actor: d.Actor.ID, at: frozenAt, exeSum: exeSum, cut: cut})
 }
 
 // flushIncidents completes incidents whose in-flight events have arrived.
@@ -532,6 +558,21 @@ func (g *Guard) flushIncidents(all bool) {
 		if !all && time.Since(p.at) < 300*time.Millisecond {
 			keep = append(keep, p)
 			continue
+		}
+		if p.cut != nil {
+			select {
+			case err := <-p.cut:
+				p.cut = nil
+				p.inc.ClientCutOff = err == nil
+				if err != nil {
+					p.inc.CutOffError = err.Error()
+				}
+			default:
+				if !all && time.Since(p.at) < 5*time.Second { // nft is still running
+					keep = append(keep, p)
+					continue
+				}
+			}
 		}
 		select {
 		case p.inc.ExeSHA256 = <-p.exeSum:
@@ -550,6 +591,26 @@ func (g *Guard) flushIncidents(all bool) {
 		}
 	}
 	g.pending = keep
+}
+
+// cutOff drops the client's traffic to the file-sharing ports, then
+// stops the server's other processes serving it (the one caught is
+// already stopped). Off the loop: nft takes milliseconds.
+func (g *Guard) cutOff(client netip.Addr, executable string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := cutoff.Block(ctx, g.cfg.NFT, client)
+	if err != nil {
+		g.cfg.Log.Error("cutting the client off", "client", client, "err", err)
+	} else {
+		g.cfg.Log.Warn("client cut off from the file-sharing ports", "client", client, "release", "killswitch cutoff release "+client.String())
+	}
+	for _, pid := range cutoff.Serving("/proc", executable, client) {
+		if pids, err := g.resp.Freeze(pid); err == nil {
+			g.resp.Kill(pids)
+		}
+	}
+	return err
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -21,11 +21,17 @@ const (
 	sambaSettling = 30 * time.Second
 )
 
-// Samba is one smbd serving a set of loopback addresses.
+// Samba is one smbd serving a set of addresses.
 type Samba struct {
 	cmd   *exec.Cmd
-	addrs []netip.Addr
+	added []netip.Addr // put on lo by StartSamba, taken off by Close
 	Dir   string
+}
+
+// Share is a writable share that guests may use (files are written as
+// root): a file server for the guard's tests.
+type Share struct {
+	Name, Path string
 }
 
 // AddLoopback puts each address on lo as a /32, which smbd needs to bind
@@ -49,6 +55,9 @@ func RemoveLoopback(addrs []netip.Addr) error {
 }
 
 func ipBatch(cmds string) error {
+	if cmds == "" {
+		return nil
+	}
 	cmd := exec.Command("ip", "-force", "-batch", "-")
 	cmd.Stdin = strings.NewReader(cmds)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -59,15 +68,41 @@ func ipBatch(cmds string) error {
 
 // StartSamba runs smbd with the given [global] lines on addrs (ports 445
 // and 139), with every state directory under dir, and waits until each
-// address accepts connections.
+// address accepts connections. Addresses not yet on an interface are put
+// on lo. Besides a read-only [share], it serves shares.
 func StartSamba(dir string, addrs []netip.Addr, global string) (*Samba, error) {
+	return startSamba(dir, "", addrs, global, nil)
+}
+
+// StartFileServer runs smbd inside the network namespace netns (made by
+// the caller), on addrs, serving shares: a file server whose clients come
+// from elsewhere, and whose firewall is the namespace's, not the host's.
+func StartFileServer(dir, netns string, addrs []netip.Addr, shares ...Share) (*Samba, error) {
+	return startSamba(dir, netns, addrs, "", shares)
+}
+
+func startSamba(dir, netns string, addrs []netip.Addr, global string, shares []Share) (*Samba, error) {
 	smbd, err := exec.LookPath("smbd")
 	if err != nil {
 		if smbd, err = exec.LookPath("/usr/sbin/smbd"); err != nil {
 			return nil, errors.New("smblab: smbd is not installed (apt-get install samba)")
 		}
 	}
-	if err := AddLoopback(addrs); err != nil {
+	local := map[netip.Addr]bool{}
+	if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifaddrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local[p.Addr()] = true
+			}
+		}
+	}
+	var added []netip.Addr
+	for _, a := range addrs {
+		if !local[a] && netns == "" {
+			added = append(added, a)
+		}
+	}
+	if err := AddLoopback(added); err != nil {
 		return nil, err
 	}
 	var ifaces []string
@@ -78,6 +113,9 @@ func StartSamba(dir string, addrs []netip.Addr, global string) (*Samba, error) {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if len(shares) > 0 {
+		global += "map to guest = Bad User\n"
 	}
 	conf := fmt.Sprintf(`[global]
 interfaces = %s
@@ -101,11 +139,18 @@ disable spoolss = yes
 path = %[2]s/share
 read only = yes
 `, strings.Join(ifaces, " "), dir, global)
+	for _, sh := range shares {
+		conf += fmt.Sprintf("[%s]\npath = %s\nread only = no\nguest ok = yes\nforce user = root\n", sh.Name, sh.Path)
+	}
 	confPath := filepath.Join(dir, "smb.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(smbd, "--foreground", "--no-process-group", "-s", confPath)
+	argv := []string{smbd, "--foreground", "--no-process-group", "-s", confPath}
+	if netns != "" {
+		argv = append([]string{"ip", "netns", "exec", netns}, argv...) // which then executes smbd itself
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	// Setpgid: Close stops smbd's children too; Pdeathsig: a test killed
 	// mid-run does not leave smbd behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -118,7 +163,7 @@ read only = yes
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Samba{cmd: cmd, addrs: addrs, Dir: dir}
+	s := &Samba{cmd: cmd, added: added, Dir: dir}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(sambaSettling)
@@ -145,7 +190,7 @@ read only = yes
 	return s, nil
 }
 
-// Close stops smbd and its children and takes the addresses off lo.
+// Close stops smbd and its children and takes the addresses it added off lo.
 func (s *Samba) Close() error {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 	done := make(chan struct{})
@@ -160,5 +205,5 @@ func (s *Samba) Close() error {
 	case <-time.After(5 * time.Second):
 		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	}
-	return RemoveLoopback(s.addrs)
+	return RemoveLoopback(s.added)
 }

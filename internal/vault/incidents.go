@@ -35,6 +35,12 @@ type Incident struct {
 	ExecBlocked bool `json:"exec_blocked,omitempty"`
 	// ExeSHA256 is the actor's binary as it ran: what the hub blocks.
 	ExeSHA256 string `json:"exe_sha256,omitempty"`
+	// Client is the remote address a file server's process was writing
+	// for (the actor was smbd); ClientCutOff says it can no longer reach
+	// the file-sharing ports, CutOffError why not.
+	Client       string `json:"client,omitempty"`
+	ClientCutOff bool   `json:"client_cut_off,omitempty"`
+	CutOffError  string `json:"cut_off_error,omitempty"`
 }
 
 // SaveIncident inserts or replaces an incident.
