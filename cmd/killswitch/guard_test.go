@@ -26,3 +26,12 @@ func TestGuardRefusesBadFoldersBeforeEnrolling(t *testing.T) {
 		t.Fatalf("guard on the folder holding killswitch: %v", err)
 	}
 }
+
+func TestCutoffUsage(t *testing.T) {
+	for _, args := range [][]string{{"cutoff"}, {"cutoff", "frobnicate"}, {"cutoff", "release"}, {"cutoff", "release", "10.0.0.300"}, {"cutoff", "list", "extra"}} {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), args, &stdout, &stderr); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}

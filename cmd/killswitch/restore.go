@@ -151,6 +151,12 @@ func runIncidents(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%s  %-8s  %s  pid %d %s  score %.2f  %d files damaged, %d events\n", inc.ID, inc.State,
 			inc.Opened.Local().Format(time.DateTime), inc.Actor.PID, inc.Actor.Executable, inc.Score, len(inc.Damaged), len(inc.Files))
+		switch {
+		case inc.ClientCutOff:
+			fmt.Fprintf(stdout, "    for the file-server client %s, now cut off (killswitch cutoff release %s)\n", inc.Client, inc.Client)
+		case inc.Client != "":
+			fmt.Fprintf(stdout, "    for the file-server client %s, NOT cut off: %s\n", inc.Client, inc.CutOffError)
+		}
 	}
 	if len(incs) == 0 && !*asJSON {
 		fmt.Fprintln(stdout, "no incidents")

@@ -501,8 +501,12 @@ func (g *Guard) stop(d *detector.Decision) {
 		exe, err := os.Open("/proc/" + itoa(d.Actor.PID) + "/exe")
 		g.resp.Kill(pids)
 		if err == nil {
-			if s, err := execblock.HashFile("/proc/self/fd/" + itoa(int(exe.Fd()))); err == nil {
-				sum = s.String()
+			// A file server's binary is not the attacker's (that runs on
+			// its client): nothing to block by hash.
+			if !d.Actor.Server {
+				if s, err := execblock.HashFile("/proc/self/fd/" + itoa(int(exe.Fd()))); err == nil {
+					sum = s.String()
+				}
 			}
 			exe.Close()
 		}

@@ -207,3 +207,16 @@ func (s *Samba) Close() error {
 	}
 	return RemoveLoopback(s.added)
 }
+
+// Running reports whether the main smbd process is still alive (and not
+// stopped by a signal).
+func (s *Samba) Running() bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses: R, S, D are alive;
+	// T (stopped), Z (zombie) and X (dead) are not serving.
+	i := strings.LastIndexByte(string(st), ')')
+	return i > 0 && i+2 < len(st) && strings.ContainsRune("RSDI", rune(st[i+2]))
+}

@@ -125,6 +125,9 @@ const views = {
           if (!confirm("Refuse to run " + (b.actor ? b.actor.executable : "this binary") + " (SHA-256 " + b.exe_sha256 + ") on every host, under any name?")) return;
           await queue("*", "block-hash", b.exe_sha256, "incident " + inc.agent_key + " on " + inc.host_name); location.hash = "#/blocklist"; } }, "Block this binary on every host") : "") : "",
       b.exe_sha256 ? el("p", { class: "muted" }, "Binary SHA-256: ", el("code", {}, b.exe_sha256)) : "",
+      b.client ? el("p", { id: "client" }, "Written through the file server for the client ", el("code", {}, b.client), ": ",
+        b.client_cut_off ? "cut off from the file-sharing ports (release it on the host with killswitch cutoff release " + b.client + " once it is clean)"
+          : "not cut off (" + (b.cut_off_error || "unknown") + ")") : "",
       inc.kind === "exec-blocked" ? el("p", {}, "Blocked binary ", el("code", {}, b.sha256 || ""), ": ", String(b.count), " attempt(s) refused, last ", when(b.last), b.note ? " (" + b.note + ")" : "") : "",
       mine.length ? el("p", { id: "restore-state" }, "Restore: ", mine.map((a) => [badge(a.state), " ", a.result, " "])) : "",
       el("h3", {}, "Timeline"),

@@ -1,0 +1,146 @@
+package guard
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/cutoff"
+	"github.com/killswitch-dev/killswitch/internal/restore"
+	"github.com/killswitch-dev/killswitch/internal/smblab"
+	"github.com/killswitch-dev/killswitch/internal/testenv"
+	"github.com/killswitch-dev/killswitch/internal/vault"
+)
+
+// TestAttackThroughFileServer: ransomware on a workstation encrypts a
+// share on this host. The writer the guard sees is smbd. The guard must
+// stop the smbd process serving that workstation, cut the workstation off
+// from the file-sharing ports, and leave the server running for everyone
+// else.
+//
+// smbd runs in a network namespace of the test's own, reached over two
+// veth pairs: the workstation is 10.204.0.1, a colleague 10.205.0.1. The
+// cut-off rules go into that namespace's firewall, never the host's.
+func TestAttackThroughFileServer(t *testing.T) {
+	testenv.RequireRoot(t)
+	smbclient := testenv.RequireTool(t, "smbclient")
+	testenv.RequireTool(t, "nft")
+	ns := testenv.Netns(t, 204, 205)
+	server := []netip.Addr{netip.MustParseAddr("10.204.0.2"), netip.MustParseAddr("10.205.0.2")}
+	workstation, colleague := "10.204.0.1", "10.205.0.1"
+	nftArgv := []string{"ip", "netns", "exec", ns, "nft"}
+
+	dir, incidents, stopGuard := armed(t, func(c *Config) { c.NFT = nftArgv })
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			stopGuard()
+		}
+	}
+	defer stop()
+	for i := range 12 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("ward-%02d.txt", i)), []byte(original(i)), 0o644)
+	}
+	smb, err := smblab.StartFileServer(t.TempDir(), ns, server, smblab.Share{Name: "wards", Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer smb.Close()
+
+	// The workstation overwrites every file with random bytes, one SMB
+	// session, as WannaCry did to the shares it could reach.
+	local := t.TempDir()
+	var cmds []string
+	for i := range 12 {
+		p := filepath.Join(local, fmt.Sprintf("enc-%02d", i))
+		b := make([]byte, 4000)
+		rand.Read(b)
+		os.WriteFile(p, b, 0o644)
+		cmds = append(cmds, fmt.Sprintf("put %s ward-%02d.txt", p, i))
+	}
+	attack := exec.Command("timeout", "60", smbclient, "//"+server[0].String()+"/wards", "-N", "-c", strings.Join(cmds, "; "))
+	out, _ := attack.CombinedOutput()
+	t.Logf("the workstation's smbclient said:\n%s", out)
+
+	inc := waitIncident(t, incidents)
+	t.Logf("incident %s: actor %s (pid %d), client %s cut off %v, damaged %d %v", inc.ID, inc.Actor.Executable, inc.Actor.PID, inc.Client, inc.ClientCutOff, len(inc.Damaged), inc.Indicators)
+	if filepath.Base(inc.Actor.Executable) != "smbd" || !inc.Actor.Server {
+		t.Errorf("the actor is %s (server %v), want the smbd serving the workstation", inc.Actor.Executable, inc.Actor.Server)
+	}
+	if inc.Client != workstation || !inc.ClientCutOff || inc.CutOffError != "" {
+		t.Errorf("client %q cut off %v (%s), want %s cut off", inc.Client, inc.ClientCutOff, inc.CutOffError, workstation)
+	}
+	if len(inc.Damaged) > 6 {
+		t.Errorf("%d files damaged before the stop", len(inc.Damaged))
+	}
+	if inc.ExecBlocked || inc.ExeSHA256 != "" {
+		t.Errorf("smbd's binary was offered for blocking (exec blocked %v, sha256 %q)", inc.ExecBlocked, inc.ExeSHA256)
+	}
+
+	// The server still runs, and serves the colleague.
+	if !smb.Running() {
+		t.Fatal("smbd was stopped: the server is down for everyone")
+	}
+	ls := exec.Command("timeout", "30", smbclient, "//"+server[1].String()+"/wards", "-N", "-c", "ls")
+	if out, err := ls.CombinedOutput(); err != nil || !strings.Contains(string(out), "ward-11.txt") {
+		t.Errorf("the colleague at %s cannot use the share: %v\n%s", colleague, err, out)
+	}
+	// The workstation cannot come back.
+	if c, err := net.DialTimeout("tcp", server[0].String()+":445", 2*time.Second); err == nil {
+		c.Close()
+		t.Error("the workstation can still connect to the file server")
+	}
+	if l, err := cutoff.List(t.Context(), nftArgv); err != nil || len(l) != 1 || l[0].String() != workstation {
+		t.Errorf("cut off = %v, %v; want [%s]", l, err, workstation)
+	}
+	// Released, it connects again.
+	if err := cutoff.Release(t.Context(), nftArgv, netip.MustParseAddr(workstation)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", server[0].String()+":445", 5*time.Second)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	c.Close()
+
+	// Every file the workstation reached comes back from the vault.
+	stop()
+	v, err := vault.Open(filepath.Join(filepath.Dir(dir), "vault"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	acts, err := restore.Incident(v, inc, []string{dir}, restore.Options{})
+	if err != nil {
+		t.Fatalf("restore: %v (%+v)", err, acts)
+	}
+	for i := range 12 {
+		got, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("ward-%02d.txt", i)))
+		if string(got) != original(i) {
+			t.Errorf("ward-%02d.txt is not back as it was (%d bytes)", i, len(got))
+		}
+	}
+}
+
+func original(i int) string {
+	return strings.Repeat(fmt.Sprintf("bed %d: patient notes, medication, allergies\n", i), 100)
+}
+
+func waitIncident(t *testing.T, incidents chan vault.Incident) vault.Incident {
+	t.Helper()
+	select {
+	case inc := <-incidents:
+		return inc
+	case <-time.After(30 * time.Second):
+		t.Fatal("no incident")
+		return vault.Incident{}
+	}
+}
