@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
@@ -291,12 +292,25 @@ func (h *Hub) apiExport(w http.ResponseWriter, r *http.Request, u store.User) {
 		case store.KindExecBlocked:
 			action = "blocked-binary-denied"
 		}
-		enc.Encode(map[string]any{
+		alert := map[string]any{
 			"@timestamp": inc.Opened,
 			"message":    fmt.Sprintf("%s on %s", strings.ReplaceAll(action, "-", " "), inc.HostName),
 			"event":      map[string]any{"kind": "alert", "action": action, "category": []string{"malware"}, "id": inc.ID},
 			"host":       map[string]any{"name": inc.HostName, "id": inc.HostID},
 			"killswitch": map[string]any{"incident": inc.AgentKey, "details": json.RawMessage(inc.Body)},
-		})
+		}
+		// The remote machine behind it: a sinkhole's asker, a file
+		// server's client.
+		var who struct {
+			Client string `json:"client"`
+			Source struct {
+				IP string `json:"ip"`
+			} `json:"source"`
+		}
+		json.Unmarshal(inc.Body, &who)
+		if ip := cmp.Or(who.Client, who.Source.IP); ip != "" {
+			alert["source"] = map[string]any{"ip": ip}
+		}
+		enc.Encode(alert)
 	}
 }

@@ -317,7 +317,7 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 		t.Error("a 5-character password accepted")
 	}
 	a := openAgent(t, h, t.TempDir(), token(t, h))
-	a.Report(store.KindIncident, "ks-1", map[string]any{"id": "ks-1", "state": "frozen"})
+	a.Report(store.KindIncident, "ks-1", map[string]any{"id": "ks-1", "state": "frozen", "client": "10.204.0.1"})
 	stop := runAgent(t, a)
 	defer stop()
 	testenv.WaitFor(t, "the incident", func() bool { incs, _ := h.Store.Incidents(ctx, 10); return len(incs) == 1 })
@@ -363,6 +363,9 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 	var ecs map[string]any
 	if err := json.Unmarshal(bytes.Split(export, []byte("\n"))[0], &ecs); err != nil || ecs["event"].(map[string]any)["kind"] != "alert" {
 		t.Errorf("ECS export: %v %s", err, export)
+	}
+	if src, _ := ecs["source"].(map[string]any); src == nil || src["ip"] != "10.204.0.1" {
+		t.Errorf("ECS export of an attack through a file server has source %v, want the client 10.204.0.1", ecs["source"])
 	}
 	_, audit := rita.do("GET", "/api/audit", nil, false)
 	for _, want := range []string{`"login-failed"`, `"login"`, `"queue-restore"`, `"enrol"`, `"export"`} {
