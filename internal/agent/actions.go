@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/cutoff"
 	"github.com/killswitch-dev/killswitch/internal/execblock"
 	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/nft"
@@ -64,6 +66,15 @@ func (h *Host) Run(ctx context.Context, a store.Action) (bool, string) {
 		return true, "released"
 	case "block-hash", "unblock-hash":
 		return h.blockHash(ctx, a)
+	case "release-client":
+		addr, err := netip.ParseAddr(a.Args)
+		if err != nil {
+			return false, "release-client: " + err.Error()
+		}
+		if err := cutoff.Release(ctx, h.NFT, addr); err != nil {
+			return false, err.Error()
+		}
+		return true, "released: " + addr.String() + " may reach the file-sharing ports again"
 	}
 	return false, fmt.Sprintf("unknown action %q", a.Kind)
 }

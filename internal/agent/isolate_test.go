@@ -3,11 +3,15 @@ package agent
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/cutoff"
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
@@ -74,5 +78,30 @@ func TestIsolation(t *testing.T) {
 	}
 	if !reachable(ns, otherPort) {
 		t.Error("network not restored by the watchdog")
+	}
+}
+
+// TestReleaseClientAction: the hub's release-client action lifts a guard's
+// cut-off of a file-server client (here inside a namespace of the test's
+// own, as a file server's firewall).
+func TestReleaseClientAction(t *testing.T) {
+	testenv.RequireTool(t, "nft")
+	ns := testenv.Netns(t, 206)
+	h := &Host{NFT: []string{"ip", "netns", "exec", ns, "nft"}}
+	ctx := context.Background()
+	client := netip.MustParseAddr("10.206.0.1")
+	if err := cutoff.Block(ctx, h.NFT, client); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "10.206.0.300", "10.206.0.9"} { // the last one is not cut off
+		if ok, msg := h.Run(ctx, store.Action{Kind: "release-client", Args: bad}); ok {
+			t.Errorf("release-client %q succeeded: %s", bad, msg)
+		}
+	}
+	if ok, msg := h.Run(ctx, store.Action{Kind: "release-client", Args: client.String()}); !ok || !strings.Contains(msg, "released") {
+		t.Fatalf("release-client: %v %s", ok, msg)
+	}
+	if l, err := cutoff.List(ctx, h.NFT); err != nil || len(l) != 0 {
+		t.Errorf("still cut off after release: %v %v", l, err)
 	}
 }

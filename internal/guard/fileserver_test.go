@@ -14,7 +14,7 @@ import (
 
 	"github.com/killswitch-dev/killswitch/internal/cutoff"
 	"github.com/killswitch-dev/killswitch/internal/restore"
-	"github.com/killswitch-dev/killswitch/internal/smblab"
+	"github.com/killswitch-dev/killswitch/internal/samba"
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 	"github.com/killswitch-dev/killswitch/internal/vault"
 )
@@ -49,7 +49,7 @@ func TestAttackThroughFileServer(t *testing.T) {
 	for i := range 12 {
 		os.WriteFile(filepath.Join(dir, fmt.Sprintf("ward-%02d.txt", i)), []byte(original(i)), 0o644)
 	}
-	smb, err := smblab.StartFileServer(t.TempDir(), ns, server, smblab.Share{Name: "wards", Path: dir})
+	smb, err := samba.StartFileServer(t.TempDir(), ns, server, samba.Share{Name: "wards", Path: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -26,6 +27,8 @@ var actionKinds = map[string]*regexp.Regexp{
 	"release":      regexp.MustCompile(`^$`),
 	"block-hash":   regexp.MustCompile(`^[0-9a-f]{64}$`), // sha256 of the binary
 	"unblock-hash": regexp.MustCompile(`^[0-9a-f]{64}$`),
+	// a file-server client the host's guard cut off (an IP address)
+	"release-client": regexp.MustCompile(`^[0-9A-Fa-f.:]{2,45}$`),
 }
 
 func (h *Hub) consoleRoutes(mux *http.ServeMux) {
@@ -150,6 +153,10 @@ func (h *Hub) apiQueueAction(w http.ResponseWriter, r *http.Request, u store.Use
 		return
 	}
 	pattern, ok := actionKinds[req.Kind]
+	if ok && req.Kind == "release-client" {
+		_, err := netip.ParseAddr(req.Args)
+		ok = err == nil
+	}
 	if !ok || !pattern.MatchString(req.Args) {
 		httpError(w, http.StatusBadRequest, "unknown action %q or bad arguments for it", req.Kind)
 		return

@@ -346,7 +346,9 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 		t.Errorf("action without the X-Killswitch header (CSRF): %d", code)
 	}
 	for _, bad := range []map[string]string{{"host_id": a.HostID(), "kind": "format-disk"}, {"host_id": a.HostID(), "kind": "restore", "args": "../../etc"},
-		{"host_id": "nope", "kind": "isolate"}, {"host_id": "*", "kind": "isolate"}} {
+		{"host_id": "nope", "kind": "isolate"}, {"host_id": "*", "kind": "isolate"},
+		{"host_id": a.HostID(), "kind": "release-client", "args": "10.0.0.300"}, {"host_id": a.HostID(), "kind": "release-client", "args": "1:2::3::4"},
+		{"host_id": "*", "kind": "release-client", "args": "10.0.0.3"}} {
 		if code, _ := rita.do("POST", "/api/actions", bad, true); code < 400 {
 			t.Errorf("action %v accepted", bad)
 		}

@@ -3,6 +3,7 @@ package smblab
 import (
 	"errors"
 	"fmt"
+	"github.com/killswitch-dev/killswitch/internal/samba"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,7 @@ type Host struct {
 type Lab struct {
 	Hosts   []Host
 	server  *Server
-	sambas  []*Samba
+	sambas  []*samba.Server
 	nft     bool
 	dropped netip.Prefix
 }
@@ -71,9 +72,9 @@ func StartLab(dir, pcaps string, spec LabSpec) (lab *Lab, err error) {
 		kind, global string
 		expect       Expect
 	}{
-		{"samba-smb1", SambaSMB1, Expect{b(true), withSMB1, "disabled", "enabled", "patched", "invalid-handle", b(false), ""}},
-		{"samba-default", SambaDefault, Expect{b(false), sambaDialects, "", "enabled", "not-applicable", "smb1-disabled", nil, ""}},
-		{"samba-signing-required", SambaSigning, Expect{b(true), withSMB1, "required", "required", "patched", "invalid-handle", b(false), ""}},
+		{"samba-smb1", samba.SMB1, Expect{b(true), withSMB1, "disabled", "enabled", "patched", "invalid-handle", b(false), ""}},
+		{"samba-default", samba.Default, Expect{b(false), sambaDialects, "", "enabled", "not-applicable", "smb1-disabled", nil, ""}},
+		{"samba-signing-required", samba.Signing, Expect{b(true), withSMB1, "required", "required", "patched", "invalid-handle", b(false), ""}},
 	}
 	for _, s := range sambas {
 		if spec.SambaEach == 0 {
@@ -84,7 +85,7 @@ func StartLab(dir, pcaps string, spec LabSpec) (lab *Lab, err error) {
 			addrs = append(addrs, next(i))
 			l.Hosts = append(l.Hosts, Host{next(i), s.kind, "open", s.expect})
 		}
-		sm, err := StartSamba(filepath.Join(dir, s.kind), addrs, s.global)
+		sm, err := samba.Start(filepath.Join(dir, s.kind), addrs, s.global)
 		if err != nil {
 			return nil, err
 		}

@@ -1,12 +1,14 @@
 package testenv
 
 import (
-	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/netns"
 )
 
 // Strict reports whether skips must become failures.
@@ -71,30 +73,15 @@ func Netns(t testing.TB, nets ...byte) string {
 	t.Helper()
 	RequireRoot(t)
 	RequireTool(t, "ip")
-	ns := fmt.Sprintf("ks-%05d", time.Now().UnixNano()%100000)
-	cmds := [][]string{{"ip", "netns", "add", ns}, {"ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"}}
-	var links []string
-	for i, b := range nets {
-		out, in := fmt.Sprintf("%sa%d", ns, i), fmt.Sprintf("%sb%d", ns, i)
-		links = append(links, out)
-		cmds = append(cmds,
-			[]string{"ip", "link", "add", out, "type", "veth", "peer", "name", in},
-			[]string{"ip", "link", "set", in, "netns", ns},
-			[]string{"ip", "addr", "add", fmt.Sprintf("10.%d.0.1/24", b), "dev", out},
-			[]string{"ip", "link", "set", out, "up"},
-			[]string{"ip", "netns", "exec", ns, "ip", "addr", "add", fmt.Sprintf("10.%d.0.2/24", b), "dev", in},
-			[]string{"ip", "netns", "exec", ns, "ip", "link", "set", in, "up"})
+	ns, err := netns.New("ks-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, l := range links {
-			exec.Command("ip", "link", "del", l).Run()
-		}
-		exec.Command("ip", "netns", "del", ns).Run()
-	})
-	for _, c := range cmds {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v %s", c, err, out)
+	t.Cleanup(func() { ns.Close() })
+	for _, b := range nets {
+		if _, _, err := netns.Link(nil, ns, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, b, 0, 0}), 24)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return ns
+	return ns.Name
 }

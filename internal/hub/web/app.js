@@ -76,6 +76,27 @@ async function queue(hostID, kind, args, note) {
   return r.queued;
 }
 
+// clientPanel: an attack written through a file server came from a
+// client machine. Say whether it is cut off, let a responder release it
+// once it is clean, and point at the enrolled host at that address (the
+// machine where the ransomware actually runs).
+async function clientPanel(inc, b) {
+  const hosts = await api("/api/hosts");
+  const hostIP = (addr) => (addr || "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const culprit = hosts.find((h) => h.cert_serial !== "-" && h.id !== inc.host_id && hostIP(h.addr) === b.client);
+  const releases = (await api("/api/actions")).filter((a) => a.kind === "release-client" && a.host_id === inc.host_id && a.args === b.client);
+  const responder = me.role === "responder";
+  return el("div", { id: "client" },
+    el("p", {}, "Written through the file server for the client ", el("code", {}, b.client), ": ",
+      b.client_cut_off ? "cut off from the file-sharing ports until released." : "NOT cut off (" + (b.cut_off_error || "unknown") + ")."),
+    culprit ? el("p", {}, "That address is the enrolled host ", el("b", { id: "culprit" }, culprit.name), " (", badge(culprit.status), "): the ransomware runs there. ",
+      responder && !culprit.isolated ? el("button", { id: "isolate-culprit", onclick: async () => { await queue(culprit.id, "isolate"); route(); } }, "Isolate " + culprit.name) : "") : "",
+    responder && b.client_cut_off ? el("p", {}, el("button", { id: "release-client", class: "secondary", onclick: async () => {
+      if (!confirm("Let " + b.client + " reach this file server again? Do it once that machine is clean.")) return;
+      await queue(inc.host_id, "release-client", b.client); route(); } }, "Release " + b.client)) : "",
+    releases.length ? el("p", { id: "release-state" }, "Release: ", releases.map((a) => [badge(a.state), " ", a.result, " "])) : "");
+}
+
 const views = {
   async hosts() {
     const hosts = await api("/api/hosts");
@@ -125,9 +146,7 @@ const views = {
           if (!confirm("Refuse to run " + (b.actor ? b.actor.executable : "this binary") + " (SHA-256 " + b.exe_sha256 + ") on every host, under any name?")) return;
           await queue("*", "block-hash", b.exe_sha256, "incident " + inc.agent_key + " on " + inc.host_name); location.hash = "#/blocklist"; } }, "Block this binary on every host") : "") : "",
       b.exe_sha256 ? el("p", { class: "muted" }, "Binary SHA-256: ", el("code", {}, b.exe_sha256)) : "",
-      b.client ? el("p", { id: "client" }, "Written through the file server for the client ", el("code", {}, b.client), ": ",
-        b.client_cut_off ? "cut off from the file-sharing ports (release it on the host with killswitch cutoff release " + b.client + " once it is clean)"
-          : "not cut off (" + (b.cut_off_error || "unknown") + ")") : "",
+      b.client ? await clientPanel(inc, b) : "",
       inc.kind === "exec-blocked" ? el("p", {}, "Blocked binary ", el("code", {}, b.sha256 || ""), ": ", String(b.count), " attempt(s) refused, last ", when(b.last), b.note ? " (" + b.note + ")" : "") : "",
       mine.length ? el("p", { id: "restore-state" }, "Restore: ", mine.map((a) => [badge(a.state), " ", a.result, " "])) : "",
       el("h3", {}, "Timeline"),

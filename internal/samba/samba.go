@@ -1,4 +1,4 @@
-package smblab
+package samba
 
 import (
 	"errors"
@@ -13,18 +13,18 @@ import (
 	"time"
 )
 
-// Samba configurations the lab runs, as smb.conf [global] lines.
+// Configurations the scanner's lab runs, as smb.conf [global] lines.
 const (
-	SambaSMB1     = "server min protocol = NT1\n"
-	SambaDefault  = "" // Debian's defaults: SMB1 off since Samba 4.11
-	SambaSigning  = "server min protocol = NT1\nserver signing = mandatory\n"
-	sambaSettling = 30 * time.Second
+	SMB1     = "server min protocol = NT1\n"
+	Default  = "" // Debian's defaults: SMB1 off since Samba 4.11
+	Signing  = "server min protocol = NT1\nserver signing = mandatory\n"
+	settling = 30 * time.Second
 )
 
-// Samba is one smbd serving a set of addresses.
-type Samba struct {
+// Server is one smbd serving a set of addresses.
+type Server struct {
 	cmd   *exec.Cmd
-	added []netip.Addr // put on lo by StartSamba, taken off by Close
+	added []netip.Addr // put on lo by Start, taken off by Close
 	Dir   string
 }
 
@@ -66,26 +66,26 @@ func ipBatch(cmds string) error {
 	return nil
 }
 
-// StartSamba runs smbd with the given [global] lines on addrs (ports 445
+// Start runs smbd with the given [global] lines on addrs (ports 445
 // and 139), with every state directory under dir, and waits until each
 // address accepts connections. Addresses not yet on an interface are put
 // on lo. Besides a read-only [share], it serves shares.
-func StartSamba(dir string, addrs []netip.Addr, global string) (*Samba, error) {
-	return startSamba(dir, "", addrs, global, nil)
+func Start(dir string, addrs []netip.Addr, global string) (*Server, error) {
+	return start(dir, "", addrs, global, nil)
 }
 
 // StartFileServer runs smbd inside the network namespace netns (made by
 // the caller), on addrs, serving shares: a file server whose clients come
 // from elsewhere, and whose firewall is the namespace's, not the host's.
-func StartFileServer(dir, netns string, addrs []netip.Addr, shares ...Share) (*Samba, error) {
-	return startSamba(dir, netns, addrs, "", shares)
+func StartFileServer(dir, netns string, addrs []netip.Addr, shares ...Share) (*Server, error) {
+	return start(dir, netns, addrs, "", shares)
 }
 
-func startSamba(dir, netns string, addrs []netip.Addr, global string, shares []Share) (*Samba, error) {
+func start(dir, netns string, addrs []netip.Addr, global string, shares []Share) (*Server, error) {
 	smbd, err := exec.LookPath("smbd")
 	if err != nil {
 		if smbd, err = exec.LookPath("/usr/sbin/smbd"); err != nil {
-			return nil, errors.New("smblab: smbd is not installed (apt-get install samba)")
+			return nil, errors.New("samba: smbd is not installed (apt-get install samba)")
 		}
 	}
 	local := map[netip.Addr]bool{}
@@ -163,10 +163,10 @@ read only = yes
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &Samba{cmd: cmd, added: added, Dir: dir}
+	s := &Server{cmd: cmd, added: added, Dir: dir}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(sambaSettling)
+	deadline := time.Now().Add(settling)
 	for _, a := range addrs {
 		for {
 			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 445).String(), time.Second)
@@ -177,12 +177,12 @@ read only = yes
 			select {
 			case err := <-exited:
 				out, _ := os.ReadFile(filepath.Join(dir, "smbd.out"))
-				return nil, fmt.Errorf("smblab: smbd exited (%v): %s", err, out)
+				return nil, fmt.Errorf("samba: smbd exited (%v): %s", err, out)
 			case <-time.After(50 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
 				s.Close()
-				return nil, fmt.Errorf("smblab: smbd not listening on %s after %s", a, sambaSettling)
+				return nil, fmt.Errorf("samba: smbd not listening on %s after %s", a, settling)
 			}
 		}
 	}
@@ -191,7 +191,7 @@ read only = yes
 }
 
 // Close stops smbd and its children and takes the addresses it added off lo.
-func (s *Samba) Close() error {
+func (s *Server) Close() error {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
@@ -210,7 +210,7 @@ func (s *Samba) Close() error {
 
 // Running reports whether the main smbd process is still alive (and not
 // stopped by a signal).
-func (s *Samba) Running() bool {
+func (s *Server) Running() bool {
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
 	if err != nil {
 		return false
