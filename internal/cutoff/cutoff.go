@@ -1,11 +1,7 @@
 package cutoff
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/killswitch-dev/killswitch/internal/netns"
 	"github.com/killswitch-dev/killswitch/internal/nft"
 )
 
@@ -43,19 +40,13 @@ func Peer(proc string, pid int) (netip.Addr, error) {
 			inodes[ino] = true
 		}
 	}
-	for _, table := range []string{"/net/tcp", "/net/tcp6"} {
-		data, err := os.ReadFile(dir + table)
-		if err != nil {
-			continue
-		}
-		conns, err := ParseTCP(data)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("cutoff: %s%s: %w", dir, table, err)
-		}
-		for _, c := range conns {
-			if inodes[c.Inode] && c.State == established && isSharing(c.Local.Port()) {
-				return c.Remote.Addr().Unmap(), nil
-			}
+	conns, err := netns.TCP(proc, pid)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cutoff: %w", err)
+	}
+	for _, c := range conns {
+		if inodes[c.Inode] && c.State == netns.Established && isSharing(c.Local.Port()) {
+			return c.Remote.Addr().Unmap(), nil
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("%w (pid %d)", ErrNoClient, pid)
@@ -68,76 +59,6 @@ func isSharing(port uint16) bool {
 		}
 	}
 	return false
-}
-
-const established = 1
-
-// Conn is one line of /proc/net/tcp or tcp6.
-type Conn struct {
-	Local, Remote netip.AddrPort
-	State         int
-	Inode         uint64
-}
-
-// ParseTCP decodes /proc/net/tcp or /proc/net/tcp6 (the header line
-// first, then one socket per line).
-func ParseTCP(data []byte) ([]Conn, error) {
-	var out []Conn
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	first := true
-	for sc.Scan() {
-		if first { // the header
-			first = false
-			continue
-		}
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 10 {
-			return nil, fmt.Errorf("short line %q", sc.Text())
-		}
-		local, err := parseAddrPort(f[1])
-		if err != nil {
-			return nil, err
-		}
-		remote, err := parseAddrPort(f[2])
-		if err != nil {
-			return nil, err
-		}
-		state, err := strconv.ParseUint(f[3], 16, 8)
-		if err != nil {
-			return nil, fmt.Errorf("state %q: %w", f[3], err)
-		}
-		inode, err := strconv.ParseUint(f[9], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("inode %q: %w", f[9], err)
-		}
-		out = append(out, Conn{Local: local, Remote: remote, State: int(state), Inode: inode})
-	}
-	return out, sc.Err()
-}
-
-// parseAddrPort decodes "0100007F:01BD": the address as the kernel's
-// 32-bit words in host order (little-endian here), then the port in hex.
-func parseAddrPort(s string) (netip.AddrPort, error) {
-	a, p, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("address %q", s)
-	}
-	port, err := strconv.ParseUint(p, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port in %q: %w", s, err)
-	}
-	raw, err := hex.DecodeString(a)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("address %q", s)
-	}
-	for i := 0; i < len(raw); i += 4 {
-		binary.BigEndian.PutUint32(raw[i:], binary.LittleEndian.Uint32(raw[i:]))
-	}
-	addr, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(addr, uint16(port)), nil
 }
 
 const table = "killswitch_cutoff"

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/netns"
 )
 
 // Configurations the scanner's lab runs, as smb.conf [global] lines.
@@ -169,9 +171,7 @@ read only = yes
 	deadline := time.Now().Add(settling)
 	for _, a := range addrs {
 		for {
-			c, err := net.DialTimeout("tcp", netip.AddrPortFrom(a, 445).String(), time.Second)
-			if err == nil {
-				c.Close()
+			if s.listening(netns, netip.AddrPortFrom(a, 445)) {
 				break
 			}
 			select {
@@ -188,6 +188,26 @@ read only = yes
 	}
 	go func() { <-exited }()
 	return s, nil
+}
+
+// listening reports whether smbd accepts connections on addr. Inside a
+// namespace, whose addresses this process may not reach, its listening
+// sockets are read from its own TCP table instead.
+func (s *Server) listening(ns string, addr netip.AddrPort) bool {
+	if ns == "" {
+		c, err := net.DialTimeout("tcp", addr.String(), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	conns, _ := netns.TCP("/proc", s.cmd.Process.Pid)
+	for _, c := range conns {
+		if c.State == netns.Listen && c.Local == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops smbd and its children and takes the addresses it added off lo.

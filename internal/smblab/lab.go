@@ -3,13 +3,13 @@ package smblab
 import (
 	"errors"
 	"fmt"
-	"github.com/killswitch-dev/killswitch/internal/samba"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/killswitch-dev/killswitch/internal/samba"
 	"github.com/killswitch-dev/killswitch/internal/smb"
 )
 
