@@ -24,6 +24,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "one JSON object per profile on stdout")
 	verbose := fs.Bool("v", false, "show the guard's log")
 	withHub := fs.Bool("hub", false, "also start a hub, link the guard to it as an agent, restore through the hub, and keep the console up until Ctrl-C")
+	share := fs.Bool("share", false, "attack through a Samba share from a workstation instead (needs samba, smbclient, nftables; all in network namespaces of the drill's own)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -32,7 +33,12 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	profiles := []string{*profile}
-	if *profile == "all" {
+	if *share {
+		if *profile != "wannacry" {
+			return fmt.Errorf("%w: --share rehearses WannaCry through a share; it takes no --profile", errUsage)
+		}
+		profiles = []string{"share"}
+	} else if *profile == "all" {
 		profiles = nil
 		for _, p := range simulate.Profiles() {
 			profiles = append(profiles, p.Name)
@@ -51,7 +57,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	failed := 0
 	for _, p := range profiles {
-		opt := drill.Options{Profile: p, Files: *files, Exe: exe, Keep: *keep, Log: slog.New(slog.NewTextHandler(logw, nil))}
+		opt := drill.Options{Profile: p, Files: *files, Exe: exe, Keep: *keep, Log: slog.New(slog.NewTextHandler(logw, nil)), Share: *share}
 		if local != nil {
 			if opt.Hub, err = local.link(ctx, p); err != nil {
 				return err
@@ -135,7 +141,11 @@ func (l *localHub) stop() {
 func printDrill(w io.Writer, r drill.Result, kept bool) {
 	fmt.Fprintf(w, "\n== drill: %s ==\n", r.Profile)
 	fmt.Fprintf(w, "1. made a practice folder of %d files (%s) and armed a guard on it\n", r.Files, r.Dir)
-	fmt.Fprintf(w, "2. ran the %q ransomware simulator against it\n", r.Profile)
+	if r.Share != nil {
+		fmt.Fprintf(w, "2. shared it with a real smbd, and from a workstation (%s) overwrote it the way WannaCry does: an encrypted .WNCRY copy, then the original deleted\n", r.Share.Workstation)
+	} else {
+		fmt.Fprintf(w, "2. ran the %q ransomware simulator against it\n", r.Profile)
+	}
 	if r.Stopped {
 		fmt.Fprintf(w, "3. STOPPED: the guard froze and killed the simulator %s after its first damaging write\n", r.TimeToStop.Round(time.Millisecond))
 		fmt.Fprintf(w, "   files damaged before the stop: %d of %d; files it created (notes, encrypted copies): %d\n", r.Damaged, r.Files, r.AttackerFiles)
@@ -146,6 +156,10 @@ func printDrill(w io.Writer, r drill.Result, kept bool) {
 		}
 	} else {
 		fmt.Fprintf(w, "3. NOT STOPPED: the simulator ran to the end; %d files damaged\n", r.Damaged)
+	}
+	if s := r.Share; s != nil && r.Stopped {
+		fmt.Fprintf(w, "   stopped: only the smbd process serving %s; the incident blames %s\n", s.Workstation, s.Client)
+		fmt.Fprintf(w, "   workstation cut off from ports 445/139: %v (it tried again and was refused: %v); a colleague still uses the share: %v\n", s.CutOff, s.WorkstationRefused, s.ColleagueServed)
 	}
 	fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s' (through the hub with --hub)\n", r.Incident)
 	fmt.Fprintf(w, "   files still missing or different from their original checksum: %d; attacker files left: %d\n", r.Lost, r.LeftOver)

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/killswitch-dev/killswitch/internal/drill"
 	"github.com/killswitch-dev/killswitch/internal/fanotify"
 	"github.com/killswitch-dev/killswitch/internal/guard"
 	"github.com/killswitch-dev/killswitch/internal/simulate"
@@ -57,7 +58,7 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, errFindings):
 		fmt.Fprintln(stderr, "killswitch:", err)
 		return exitFindings
-	case errors.Is(err, fanotify.ErrNotSupported):
+	case errors.Is(err, fanotify.ErrNotSupported), errors.Is(err, drill.ErrShareTools):
 		fmt.Fprintln(stderr, "killswitch:", err)
 		return exitUnsupported
 	case errors.Is(err, simulate.ErrNotCorpus), errors.Is(err, vault.ErrNotFound):
@@ -83,7 +84,7 @@ Usage:
   killswitch execblock list|block SHA256|unblock SHA256 [--state FILE]
   killswitch cutoff   list|release ADDRESS
   killswitch simulate corpus DIR | simulate PROFILE DIR | simulate list
-  killswitch drill    [--profile NAME|all] [--keep]
+  killswitch drill    [--profile NAME|all] [--keep] [--hub] [--share]
 
 Run 'killswitch COMMAND -h' for a command's flags. See README.md.
 `

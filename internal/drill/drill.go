@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/agent"
@@ -34,6 +35,10 @@ type Options struct {
 	NoDetect bool
 	// Hub, when set, links the drill's guard to a hub as an agent.
 	Hub *HubLink
+	// Share attacks through a file share instead of on the host: a real
+	// smbd shares the corpus, and WannaCry's pattern comes from a
+	// workstation over SMB (see share.go). Profile is ignored.
+	Share bool
 }
 
 // HubLink connects a drill to a hub.
@@ -62,15 +67,38 @@ type Result struct {
 	RestoreOutput  string        `json:"-"`
 	Alert          string        `json:"alert,omitempty"` // the guard's alert, one ECS JSON line
 	SimulatorError string        `json:"simulator_exit,omitempty"`
+	Share          *ShareResult  `json:"share,omitempty"`
+}
+
+// ShareResult is what the file-server drill adds: the server must have
+// cut the workstation off and kept serving the colleague.
+type ShareResult struct {
+	Workstation        string `json:"workstation"`
+	Client             string `json:"incident_client"` // who the incident blames
+	CutOff             bool   `json:"cut_off"`
+	WorkstationRefused bool   `json:"workstation_refused"` // it tried again and got nothing
+	ColleagueServed    bool   `json:"colleague_served"`
+}
+
+func (s *ShareResult) ok() bool {
+	return s == nil || (s.Client == s.Workstation && s.CutOff && s.WorkstationRefused && s.ColleagueServed)
 }
 
 // OK reports whether the drill proved the defence: stopped and fully restored.
-func (r Result) OK() bool { return (r.Stopped) && r.Lost == 0 && r.LeftOver == 0 }
+func (r Result) OK() bool { return r.Stopped && r.Lost == 0 && r.LeftOver == 0 && r.Share.ok() }
 
 // Run performs one drill.
 func Run(ctx context.Context, o Options) (Result, error) {
 	res := Result{Profile: o.Profile}
-	if _, err := simulate.Find(o.Profile); err != nil {
+	var lab *shareLab
+	if o.Share {
+		res.Profile = "wannacry-through-share"
+		var err error
+		if lab, err = newShareLab(); err != nil {
+			return res, err
+		}
+		defer lab.close()
+	} else if _, err := simulate.Find(o.Profile); err != nil {
 		return res, err
 	}
 	tmp, err := os.MkdirTemp("", "killswitch-drill-")
@@ -102,13 +130,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.NoDetect {
 		cfg.Detector.Threshold = 1e18
 	}
+	nftArgv := []string{"nft"}
+	if lab != nil {
+		nftArgv = lab.server.Argv("nft") // the cut-off goes into the lab server's firewall
+		cfg.NFT = nftArgv
+	}
 	gctx, stopGuard := context.WithCancel(ctx)
 	defer stopGuard()
 	var ag *agent.Agent
 	var g *guard.Guard
 	var agentDone chan struct{}
 	if o.Hub != nil {
-		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: []string{"nft"}}
+		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: nftArgv}
 		// Blocks from the console apply to the corpus's filesystem only:
 		// the drill must not hold the whole machine's executions.
 		blocker, err := execblock.Start(gctx, []string{o.Exe, "execblock", "serve",
@@ -149,13 +182,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	armedAt := time.Now()
 
-	sim := exec.CommandContext(ctx, o.Exe, "simulate", o.Profile, corpus)
-	simOut, _ := os.CreateTemp(tmp, "simulator-*.log")
-	sim.Stdout, sim.Stderr = simOut, simOut
-	if err := sim.Run(); err != nil {
-		res.SimulatorError = err.Error()
+	if lab != nil {
+		if err := lab.serve(filepath.Join(tmp, "samba"), corpus); err != nil {
+			return res, err
+		}
+		if out, err := lab.attack(ctx, corpus, filepath.Join(tmp, "workstation"), m); err != nil {
+			res.SimulatorError = err.Error() + ": " + lastLine(out)
+		}
+	} else {
+		sim := exec.CommandContext(ctx, o.Exe, "simulate", o.Profile, corpus)
+		simOut, _ := os.CreateTemp(tmp, "simulator-*.log")
+		sim.Stdout, sim.Stderr = simOut, simOut
+		if err := sim.Run(); err != nil {
+			res.SimulatorError = err.Error()
+		}
+		simOut.Close()
 	}
-	simOut.Close()
 
 	var inc vault.Incident
 	if !o.NoDetect {
@@ -169,6 +211,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	if line, _, ok := bytes.Cut(alerts.Bytes(), []byte("\n")); ok {
 		res.Alert = string(line)
+	}
+	if lab != nil {
+		res.Share = &ShareResult{Workstation: lab.wsAddr.String(), Client: inc.Client, CutOff: inc.ClientCutOff,
+			WorkstationRefused: !lab.reaches(ctx, lab.workstation, lab.serverForWS),
+			ColleagueServed:    lab.reaches(ctx, lab.colleague, lab.serverForCol)}
 	}
 	res.Damaged = len(simulate.Damage(corpus, m))
 	res.AttackerFiles = len(simulate.Extra(corpus, m))
@@ -212,4 +259,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("restore: %w\n%s", rerr, out)
 	}
 	return res, nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -85,3 +85,36 @@ func TestSimulatorRefusesForeignFolders(t *testing.T) {
 		t.Fatal("corpus made in a non-empty folder")
 	}
 }
+
+// TestFileServerDrill: WannaCry's pattern from a workstation through a
+// real Samba share. The guard stops the smbd serving the workstation,
+// cuts the workstation off, keeps serving a colleague, and the restore
+// brings every file back and removes the .WNCRY copies.
+func TestFileServerDrill(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, tool := range []string{"smbd", "smbclient", "nft", "ip"} {
+		testenv.RequireTool(t, tool)
+	}
+	exe := testenv.BuildKillswitch(t)
+	res, err := Run(context.Background(), Options{Share: true, Files: 60, Exe: exe,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("damaged %d, attacker files %d, stopped %v after first damage, indicators %v, share %+v", res.Damaged, res.AttackerFiles, res.TimeToStop, res.Indicators, *res.Share)
+	if !res.Stopped {
+		t.Fatalf("not stopped; %d files damaged (%s)", res.Damaged, res.SimulatorError)
+	}
+	if res.Damaged > 10 {
+		t.Errorf("%d files damaged before the stop, want at most 10", res.Damaged)
+	}
+	if s := res.Share; s.Client != s.Workstation || !s.CutOff || !s.WorkstationRefused || !s.ColleagueServed {
+		t.Errorf("file server after the stop: %+v", *s)
+	}
+	if res.Lost != 0 || res.LeftOver != 0 {
+		t.Errorf("after restore: %d files lost, %d attacker files left\n%s", res.Lost, res.LeftOver, res.RestoreOutput)
+	}
+	if !res.OK() {
+		t.Error("the drill does not call itself a success")
+	}
+}

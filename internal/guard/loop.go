@@ -358,6 +358,14 @@ func (g *Guard) handleDirent(ev *fanotify.Event) {
 				go g.preserveTree(p) // files made before the mark took hold
 			}
 		}
+		if actor, frozen := g.frozen[pid]; ok && !isDir && frozen {
+			// A stopped process's last create: O_CREAT makes the file
+			// before the open's permission event, and a process killed
+			// while that event waits takes the event with it. The file
+			// is the attacker's, for restore to remove. (Its process may
+			// be gone: the stopped actor stands for it.)
+			g.observe(detector.Event{Time: now, Lineage: []detector.Actor{actor}, Op: detector.Write, Path: filepath.Join(dir, ev.Name)})
+		}
 	case ev.Mask&fanotify.Delete != 0:
 		if !ok {
 			return
@@ -489,7 +497,7 @@ func (g *Guard) stop(d *detector.Decision) {
 		g.cfg.Log.Error("freezing", "pid", d.Actor.PID, "err", err)
 	}
 	for _, pid := range pids {
-		g.frozen[pid] = d.Incident
+		g.frozen[pid] = d.Actor
 	}
 	// Kill, and hash the binary as it ran (its path may be gone or
 	// replaced by then) for the hub to block it by hash. Off the loop: the
