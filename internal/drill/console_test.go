@@ -164,6 +164,54 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if !res.Stopped || res.Lost != 0 || res.LeftOver != 0 {
 		t.Fatalf("drill through the console: %+v\n%s", res, res.RestoreOutput)
 	}
+
+	// An attack through a file share: the console names the workstation,
+	// says it is cut off, and releases it; the restore goes through too.
+	tok2, err := h.NewToken(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released string
+	shareRes, err := Run(ctx, Options{Share: true, Files: 40, Exe: exe, Log: slog.New(slog.DiscardHandler),
+		Hub: &HubLink{URL: h.URL(), Token: tok2, StateDir: filepath.Join(dir, "agent-share"),
+			RestoreVia: func(ctx context.Context, hostID, incident string) error {
+				row := `tr[data-incident="` + incident + `"] a`
+				poll := func(js string) chromedp.Action[chromedp.Void] {
+					return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := chromedp.Poll[bool](js, chromedp.WithPollingTimeout(45*time.Second))(ctx, tg)
+						return err
+					})
+				}
+				run("release the cut-off workstation and restore",
+					goTo("incidents"), chromedp.WaitVisible(row), chromedp.Click(row),
+					chromedp.WaitVisible("#client"),
+					poll(`document.querySelector("#client").textContent.includes("cut off from the file-sharing ports")`),
+					chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						_, err := chromedp.Evaluate[any](`window.confirm = () => true`)(ctx, tg) // the release asks first
+						return err
+					}),
+					chromedp.Click("#release-client"),
+					poll(`document.querySelector("#release-state") && document.querySelector("#release-state").textContent.includes("done")`),
+					chromedp.Click("#restore"),
+					poll(`document.querySelector("#restore-state") && document.querySelector("#restore-state").textContent.includes("done")`),
+					shot("10-file-server"),
+					chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+						var err error
+						released, err = chromedp.Text("#release-state")(ctx, tg)
+						return err
+					}),
+				)
+				return nil
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !shareRes.OK() {
+		t.Fatalf("file-server drill through the console: %+v %+v\n%s", shareRes, shareRes.Share, shareRes.RestoreOutput)
+	}
+	if !strings.Contains(released, "may reach the file-sharing ports again") {
+		t.Errorf("the console says of the release: %q", released)
+	}
 	if !strings.Contains(restoredInBrowser, "restored") {
 		t.Errorf("the console says %q", restoredInBrowser)
 	}

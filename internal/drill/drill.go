@@ -151,7 +151,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		defer func() { stopGuard(); blocker.Wait() }()
 		host.Blocker = blocker
-		ag, err = agent.Open(ctx, agent.Config{StateDir: o.Hub.StateDir, Hub: o.Hub.URL, Token: o.Hub.Token, Name: "drill-" + o.Profile,
+		ag, err = agent.Open(ctx, agent.Config{StateDir: o.Hub.StateDir, Hub: o.Hub.URL, Token: o.Hub.Token, Name: "drill-" + res.Profile,
 			Version: "drill", Interval: time.Second, Actions: host, Log: o.Log})
 		if err != nil {
 			return res, err

@@ -86,12 +86,14 @@ async function clientPanel(inc, b) {
   const culprit = hosts.find((h) => h.cert_serial !== "-" && h.id !== inc.host_id && hostIP(h.addr) === b.client);
   const releases = (await api("/api/actions")).filter((a) => a.kind === "release-client" && a.host_id === inc.host_id && a.args === b.client);
   const responder = me.role === "responder";
+  const released = releases.some((a) => a.state === "done");
   return el("div", { id: "client" },
     el("p", {}, "Written through the file server for the client ", el("code", {}, b.client), ": ",
-      b.client_cut_off ? "cut off from the file-sharing ports until released." : "NOT cut off (" + (b.cut_off_error || "unknown") + ")."),
+      !b.client_cut_off ? "NOT cut off (" + (b.cut_off_error || "unknown") + ")."
+        : released ? "cut off, then released." : "cut off from the file-sharing ports until released."),
     culprit ? el("p", {}, "That address is the enrolled host ", el("b", { id: "culprit" }, culprit.name), " (", badge(culprit.status), "): the ransomware runs there. ",
       responder && !culprit.isolated ? el("button", { id: "isolate-culprit", onclick: async () => { await queue(culprit.id, "isolate"); route(); } }, "Isolate " + culprit.name) : "") : "",
-    responder && b.client_cut_off ? el("p", {}, el("button", { id: "release-client", class: "secondary", onclick: async () => {
+    responder && b.client_cut_off && !releases.length ? el("p", {}, el("button", { id: "release-client", class: "secondary", onclick: async () => {
       if (!confirm("Let " + b.client + " reach this file server again? Do it once that machine is clean.")) return;
       await queue(inc.host_id, "release-client", b.client); route(); } }, "Release " + b.client)) : "",
     releases.length ? el("p", { id: "release-state" }, "Release: ", releases.map((a) => [badge(a.state), " ", a.result, " "])) : "");
