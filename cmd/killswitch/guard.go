@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,24 +21,62 @@ import (
 	"github.com/killswitch-dev/killswitch/internal/vault"
 )
 
-func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// guardFlags are the guard's settings, from its command line and the
+// YAML file named by --config (whose keys are these flags' names).
+type guardFlags struct {
+	config, vaultDir, alerts, cpuProfile, blocklist, execMounts, fileServers *string
+	jsonLogs, blockExec                                                      *bool
+	isolateTimeout                                                           *time.Duration
+	hub                                                                      agentFlags
+	roots                                                                    []string
+}
+
+func newGuardFlags(stderr io.Writer) (*flag.FlagSet, *guardFlags) {
 	fs := newFlags("guard", stderr)
-	vaultDir := fs.String("vault", defaultVault, "vault folder (outside the protected folders)")
-	alerts := fs.String("alerts", "-", "file to append alerts to as ECS JSON Lines ('-' for stdout)")
-	jsonLogs := fs.Bool("json", false, "write logs on stderr as JSON Lines")
-	blockExec := fs.Bool("block-exec", true, "after stopping an attack, deny every further execution of its binary (never a system binary under /usr, /bin, /sbin, /lib)")
-	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)")
-	hubFlags := addAgentFlags(fs)
-	isolateTimeout := fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long")
-	blocklist := fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)")
-	execMounts := fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)")
-	fileServers := fs.String("file-servers", "smbd", "comma-separated executable names that write for remote clients, one process each: an attack through one cuts its client off instead of stopping the server ('' for none)")
+	return fs, &guardFlags{
+		config:         fs.String("config", "", "read settings from this YAML file: keys are these flags' names, 'protect' lists the folders; the command line wins"),
+		vaultDir:       fs.String("vault", defaultVault, "vault folder (outside the protected folders)"),
+		alerts:         fs.String("alerts", "-", "file to append alerts to as ECS JSON Lines ('-' for stdout)"),
+		jsonLogs:       fs.Bool("json", false, "write logs on stderr as JSON Lines"),
+		blockExec:      fs.Bool("block-exec", true, "after stopping an attack, deny every further execution of its binary (never a system binary under /usr, /bin, /sbin, /lib)"),
+		cpuProfile:     fs.String("cpuprofile", "", "write a Go CPU profile to this file (for performance work)"),
+		hub:            addAgentFlags(fs),
+		isolateTimeout: fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long"),
+		blocklist:      fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)"),
+		execMounts:     fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)"),
+		fileServers:    fs.String("file-servers", "smbd", "comma-separated executable names that write for remote clients, one process each: an attack through one cuts its client off instead of stopping the server ('' for none)"),
+	}
+}
+
+// parse reads the command line, then the --config file for what the
+// command line left unset. Folders on the command line replace the file's.
+func (g *guardFlags) parse(fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	g.roots = fs.Args()
+	if *g.config != "" {
+		fileRoots, err := applyConfig(fs, *g.config, "protect")
+		if err != nil {
+			return err
+		}
+		if len(g.roots) == 0 {
+			g.roots = fileRoots
+		}
+	}
+	if len(g.roots) == 0 {
 		return fmt.Errorf("%w: guard needs at least one folder to protect", errUsage)
 	}
+	return nil
+}
+
+func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, o := newGuardFlags(stderr)
+	if err := o.parse(fs, args); err != nil {
+		return err
+	}
+	vaultDir, alerts, jsonLogs, blockExec, cpuProfile := o.vaultDir, o.alerts, o.jsonLogs, o.blockExec, o.cpuProfile
+	hubFlags, isolateTimeout, blocklist, execMounts, fileServers := o.hub, o.isolateTimeout, o.blocklist, o.execMounts, o.fileServers
 	log := newLogger(stderr, *jsonLogs)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -59,7 +98,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer f.Close()
 		aw = f
 	}
-	cfg := guard.Config{Roots: fs.Args(), VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
+	cfg := guard.Config{Roots: o.roots, VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
 		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*fileServers)}
 	exe, err := os.Executable()
 	if err != nil {

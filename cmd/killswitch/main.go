@@ -52,7 +52,7 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.Is(err, errUsage), errors.Is(err, guard.ErrConfig):
+	case errors.Is(err, errUsage), errors.Is(err, guard.ErrConfig), errors.Is(err, errConfig):
 		fmt.Fprintln(stderr, "killswitch:", err)
 		return exitUsage
 	case errors.Is(err, errFindings):
@@ -76,7 +76,8 @@ Usage:
   killswitch hub      [--listen :8443] [--data DIR] [--db URL]   |  hub token  |  hub user NAME --role R
   killswitch sinkhole [--dns :53] [--http :80] [--answer IP] [--upstream RESOLVER]
   killswitch sinkhole check --resolver ADDR
-  killswitch guard    [--vault DIR] [--alerts FILE] [--json] PATH...
+  killswitch guard    [--vault DIR] [--alerts FILE] [--json] [--config FILE] PATH...
+  killswitch check    config FILE
   killswitch restore  [--vault DIR] --incident ID [--dry-run] [--json] [PATH...]
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
   killswitch incidents [--vault DIR] [--json]
@@ -114,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExecblock(ctx, rest, stdout, stderr)
 	case "cutoff":
 		return runCutoff(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
 	case "simulate":
 		return runSimulate(rest, stdout, stderr)
 	case "drill":

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/killswitch-dev/killswitch/internal/guard"
+)
+
+// runCheck: `check config FILE` reads a guard configuration file exactly
+// as `guard --config FILE` would, and checks what the guard would check
+// before it starts (folders, vault, the programs it runs, the hub's
+// address), without starting anything.
+func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || args[0] != "config" {
+		return fmt.Errorf("%w: check config FILE", errUsage)
+	}
+	path := args[1]
+	fs, o := newGuardFlags(stderr)
+	if err := o.parse(fs, []string{"--config", path}); err != nil {
+		return err
+	}
+	cfg := guard.Config{Roots: o.roots, VaultDir: *o.vaultDir, FileServers: splitList(*o.fileServers), Programs: []string{"nft"}}
+	if err := guard.Check(cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	hub := "none"
+	if h := *o.hub.hub; h != "" {
+		u, err := url.Parse(h)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("%w: %s: hub %q: want https://HOST:PORT", errConfig, path, h)
+		}
+		hub = h
+		if *o.hub.token != "" {
+			hub += " (enrols with the token on first start)"
+		}
+	}
+	servers := *o.fileServers
+	if servers == "" {
+		servers = "none"
+	}
+	fmt.Fprintf(stdout, "%s: OK\n  protects:     %s\n  vault:        %s\n  alerts:       %s\n  hub:          %s\n  file servers: %s\n  blocklist:    %s\n",
+		path, strings.Join(o.roots, ", "), *o.vaultDir, *o.alerts, hub, servers, *o.blocklist)
+	return nil
+}
