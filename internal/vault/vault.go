@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
@@ -57,7 +58,11 @@ type Version struct {
 type Vault struct {
 	dir string
 	db  *sql.DB
-	enc *zstd.Encoder
+	// The committer's own connection and insert statement, prepared once:
+	// preparing it in every transaction cost more than the rows it wrote.
+	wconn  *sql.Conn
+	insert *sql.Stmt
+	enc    *zstd.Encoder
 	// heads reuses decoders for Head, which the guard calls on every
 	// close-write: building a zstd decoder costs more than decoding 64 KiB.
 	heads sync.Pool
@@ -137,8 +142,20 @@ func Open(dir string) (*Vault, error) {
 		db.Close()
 		return nil, fmt.Errorf("vault %s: %w: unknown format %q", dir, ErrCorrupt, format)
 	}
+	wconn, err := db.Conn(context.Background())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("vault index: %w", err)
+	}
+	ins, err := wconn.PrepareContext(context.Background(), `INSERT INTO versions(path,time,kind,hash,size,mode,uid,gid,mtime,actor,exe,new_path,reason)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		wconn.Close()
+		db.Close()
+		return nil, fmt.Errorf("vault index: %w", err)
+	}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	v := &Vault{dir: dir, db: db, enc: enc, stop: make(chan struct{}), committerDone: make(chan struct{})}
+	v := &Vault{dir: dir, db: db, wconn: wconn, insert: ins, enc: enc, stop: make(chan struct{}), committerDone: make(chan struct{})}
 	go v.committer()
 	v.heads.New = func() any {
 		d, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<34))
@@ -155,6 +172,8 @@ func (v *Vault) Close() error {
 	close(v.stop)
 	<-v.committerDone
 	err := v.Flush()
+	v.insert.Close()
+	v.wconn.Close()
 	if cerr := v.db.Close(); err == nil {
 		err = cerr
 	}
@@ -395,7 +414,7 @@ func (v *Vault) Flush() error {
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := v.insert(rows); err != nil {
+	if err := v.insertRows(rows); err != nil {
 		// Put them back in front so that nothing is dropped; a later flush retries.
 		v.qmu.Lock()
 		v.queue = append(rows, v.queue...)
@@ -406,29 +425,27 @@ func (v *Vault) Flush() error {
 	return nil
 }
 
-func (v *Vault) insert(vs []Version) error {
-	tx, err := v.db.Begin()
-	if err != nil {
+func (v *Vault) insertRows(vs []Version) (err error) {
+	ctx := context.Background()
+	if _, err := v.wconn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("vault index: %w", err)
 	}
-	defer tx.Rollback()
-	st, err := tx.Prepare(`INSERT INTO versions(path,time,kind,hash,size,mode,uid,gid,mtime,actor,exe,new_path,reason)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	if err != nil {
-		return fmt.Errorf("vault index: %w", err)
-	}
-	defer st.Close()
+	defer func() {
+		if err != nil {
+			v.wconn.ExecContext(ctx, "ROLLBACK")
+		}
+	}()
 	for _, x := range vs {
 		var hash any
 		if x.Kind == Content {
 			hash = x.Hash
 		}
-		if _, err := st.Exec(x.Path, x.Time.UnixNano(), string(x.Kind), hash, x.Size, uint32(x.Mode), x.UID, x.GID,
+		if _, err := v.insert.ExecContext(ctx, x.Path, x.Time.UnixNano(), string(x.Kind), hash, x.Size, uint32(x.Mode), x.UID, x.GID,
 			x.MTime.UnixNano(), x.Actor, x.Exe, x.NewPath, x.Reason); err != nil {
 			return fmt.Errorf("vault index: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := v.wconn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("vault index: %w", err)
 	}
 	return nil
