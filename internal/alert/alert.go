@@ -85,7 +85,6 @@ type Killswitch struct {
 	StoppedPIDs  []int    `json:"stopped_pids,omitempty"`
 	Dropped      bool     `json:"events_dropped,omitempty"`
 	ExecBlocked  bool     `json:"exec_blocked,omitempty"`
-	ClientCutOff bool     `json:"client_cut_off,omitempty"`
 	// Sinkhole: which kill-switch names a host asked for, how often.
 	Domains []string `json:"domains,omitempty"`
 	Hits    int      `json:"hits,omitempty"`
