@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/killswitch-dev/killswitch/internal/fanotify"
+	"github.com/killswitch-dev/killswitch/internal/statefile"
 )
 
 // Config says where the list is kept and what to watch.
@@ -308,7 +309,7 @@ func (b *Blocker) reloadIfEdited() {
 	if now == b.stateStamp {
 		return
 	}
-	unlock, err := lockState(b.cfg.State)
+	unlock, err := statefile.Lock(b.cfg.State)
 	if err != nil {
 		return
 	}

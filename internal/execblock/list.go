@@ -6,13 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"github.com/killswitch-dev/killswitch/internal/statefile"
 )
 
 // Sum is a SHA-256 digest of a binary's contents.
@@ -86,28 +84,10 @@ func checkNote(note string) error {
 	return nil
 }
 
-// lockState holds an exclusive lock on path's lock file until unlock is
-// called: the blocker process and `killswitch execblock block` may both
-// rewrite the list.
-func lockState(path string) (unlock func(), err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { f.Close() }, nil
-}
-
 // EditState changes the list kept at path, under its lock. A running
 // blocker picks the change up within a second.
 func EditState(path string, edit func([]Entry) ([]Entry, error)) error {
-	unlock, err := lockState(path)
+	unlock, err := statefile.Lock(path)
 	if err != nil {
 		return fmt.Errorf("execblock: %w", err)
 	}
@@ -133,11 +113,8 @@ func CheckBlockable(sum Sum) error {
 
 // loadState reads path; a missing file is an empty list.
 func loadState(path string) ([]Entry, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	b, err := statefile.Read(path)
+	if err != nil || b == nil {
 		return nil, err
 	}
 	return ParseState(b)
@@ -166,31 +143,5 @@ func saveState(path string, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".blocklist-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return statefile.Replace(path, append(b, '\n'))
 }
