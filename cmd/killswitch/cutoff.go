@@ -7,9 +7,13 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"text/tabwriter"
+	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/cutoff"
 )
+
+const defaultCutOff = "/var/lib/killswitch/cutoff.json"
 
 // runCutoff: `cutoff list` shows the file-server clients a guard cut off
 // after an attack through the share, and `cutoff release ADDR` lets one
@@ -19,12 +23,13 @@ func runCutoff(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w: cutoff list|release ADDRESS", errUsage)
 	}
 	fs := newFlags("cutoff "+args[0], stderr)
-	asJSON := fs.Bool("json", false, "list: JSON Lines instead of text")
+	asJSON := fs.Bool("json", false, "list: JSON Lines instead of a table")
+	state := fs.String("state", defaultCutOff, "the guard's list of clients cut off (its --cutoff-state)")
 	positional, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
 	}
-	nftArgv := []string{"nft"}
+	fw := cutoff.Firewall{NFT: []string{"nft"}, State: *state}
 	if args[0] == "release" {
 		if len(positional) == 0 {
 			return fmt.Errorf("%w: cutoff release needs an address", errUsage)
@@ -34,7 +39,7 @@ func runCutoff(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return fmt.Errorf("%w: %q is not an IP address", errUsage, a)
 			}
-			if err := cutoff.Release(ctx, nftArgv, addr); err != nil {
+			if err := fw.Release(ctx, addr); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%s may reach the file-sharing ports again\n", addr)
@@ -44,22 +49,25 @@ func runCutoff(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(positional) > 0 {
 		return fmt.Errorf("%w: cutoff list takes no arguments", errUsage)
 	}
-	addrs, err := cutoff.List(ctx, nftArgv)
+	list, err := fw.List()
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
-		for _, a := range addrs {
-			enc.Encode(map[string]string{"client": a.String()})
+		for _, e := range list {
+			enc.Encode(e)
 		}
 		return nil
 	}
-	if len(addrs) == 0 {
+	if len(list) == 0 {
 		fmt.Fprintln(stdout, "no client is cut off")
+		return nil
 	}
-	for _, a := range addrs {
-		fmt.Fprintln(stdout, a)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT\tCUT OFF SINCE\tINCIDENT")
+	for _, e := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Address, e.Since.Local().Format(time.DateTime), e.Incident)
 	}
-	return nil
+	return tw.Flush()
 }

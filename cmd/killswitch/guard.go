@@ -24,11 +24,11 @@ import (
 // guardFlags are the guard's settings, from its command line and the
 // YAML file named by --config (whose keys are these flags' names).
 type guardFlags struct {
-	config, vaultDir, alerts, cpuProfile, blocklist, execMounts, fileServers *string
-	jsonLogs, blockExec                                                      *bool
-	isolateTimeout                                                           *time.Duration
-	hub                                                                      agentFlags
-	roots                                                                    []string
+	config, vaultDir, alerts, cpuProfile, blocklist, execMounts, fileServers, cutOffState *string
+	jsonLogs, blockExec                                                                   *bool
+	isolateTimeout                                                                        *time.Duration
+	hub                                                                                   agentFlags
+	roots                                                                                 []string
 }
 
 func newGuardFlags(stderr io.Writer) (*flag.FlagSet, *guardFlags) {
@@ -44,6 +44,7 @@ func newGuardFlags(stderr io.Writer) (*flag.FlagSet, *guardFlags) {
 		isolateTimeout: fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long"),
 		blocklist:      fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)"),
 		execMounts:     fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)"),
+		cutOffState:    fs.String("cutoff-state", defaultCutOff, "file-server clients cut off after an attack through a share, kept across restarts"),
 		fileServers:    fs.String("file-servers", "smbd", "comma-separated executable names that write for remote clients, one process each: an attack through one cuts its client off instead of stopping the server ('' for none)"),
 	}
 }
@@ -99,12 +100,12 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		aw = f
 	}
 	cfg := guard.Config{Roots: o.roots, VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
-		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*fileServers)}
+		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*fileServers), CutOffState: *o.cutOffState}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	host := &agent.Host{Exe: exe, Vault: *vaultDir, Hub: *hubFlags.hub, NFT: []string{"nft"}}
+	host := &agent.Host{Exe: exe, Vault: *vaultDir, Hub: *hubFlags.hub, NFT: []string{"nft"}, CutOffState: *o.cutOffState}
 	cfg.Programs = host.NFT[:1]
 	// Bad folders are refused before enrolment spends its one-time token.
 	if err := guard.Check(cfg); err != nil {

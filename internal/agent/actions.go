@@ -29,6 +29,9 @@ type Host struct {
 	// NFT is the command that runs nft (tests run it inside a network
 	// namespace: ip netns exec NS nft).
 	NFT []string
+	// CutOffState is the guard's list of file-server clients cut off
+	// (release-client actions edit it).
+	CutOffState string
 	// Blocker enforces block-hash actions (nil: this command runs no
 	// guard, so it refuses them).
 	Blocker *execblock.Process
@@ -71,7 +74,7 @@ func (h *Host) Run(ctx context.Context, a store.Action) (bool, string) {
 		if err != nil {
 			return false, "release-client: " + err.Error()
 		}
-		if err := cutoff.Release(ctx, h.NFT, addr); err != nil {
+		if err := (cutoff.Firewall{NFT: h.NFT, State: h.CutOffState}).Release(ctx, addr); err != nil {
 			return false, err.Error()
 		}
 		return true, "released: " + addr.String() + " may reach the file-sharing ports again"

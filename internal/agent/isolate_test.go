@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,10 +88,11 @@ func TestIsolation(t *testing.T) {
 func TestReleaseClientAction(t *testing.T) {
 	testenv.RequireTool(t, "nft")
 	ns := testenv.Netns(t, 206)
-	h := &Host{NFT: []string{"ip", "netns", "exec", ns, "nft"}}
+	h := &Host{NFT: []string{"ip", "netns", "exec", ns, "nft"}, CutOffState: filepath.Join(t.TempDir(), "cutoff.json")}
+	fw := cutoff.Firewall{NFT: h.NFT, State: h.CutOffState}
 	ctx := context.Background()
 	client := netip.MustParseAddr("10.206.0.1")
-	if err := cutoff.Block(ctx, h.NFT, client); err != nil {
+	if err := fw.Block(ctx, client, "ks-1"); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"", "10.206.0.300", "10.206.0.9"} { // the last one is not cut off
@@ -101,7 +103,7 @@ func TestReleaseClientAction(t *testing.T) {
 	if ok, msg := h.Run(ctx, store.Action{Kind: "release-client", Args: client.String()}); !ok || !strings.Contains(msg, "released") {
 		t.Fatalf("release-client: %v %s", ok, msg)
 	}
-	if l, err := cutoff.List(ctx, h.NFT); err != nil || len(l) != 0 {
+	if l, err := fw.List(); err != nil || len(l) != 0 {
 		t.Errorf("still cut off after release: %v %v", l, err)
 	}
 }

@@ -1,17 +1,21 @@
 package cutoff
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/netns"
 	"github.com/killswitch-dev/killswitch/internal/nft"
+	"github.com/killswitch-dev/killswitch/internal/statefile"
 )
 
 // Ports are the file-sharing ports a client is cut off from (SMB over TCP
@@ -63,98 +67,169 @@ func isSharing(port uint16) bool {
 
 const table = "killswitch_cutoff"
 
-// Block drops every packet from addr to the file-sharing ports, in a
-// table of its own (one transaction: the table, its sets and its rules are
-// made if missing, and the address added). nftArgv is normally {"nft"}.
-func Block(ctx context.Context, nftArgv []string, addr netip.Addr) error {
+// Entry is one client cut off.
+type Entry struct {
+	Address  string    `json:"address"`
+	Since    time.Time `json:"since"`
+	Incident string    `json:"incident,omitempty"` // what it did, for restore --incident
+}
+
+// Firewall is the host's list of clients cut off: kept in State (so that
+// a reboot, which empties nftables, does not let them back in), and
+// enforced with nft (normally {"nft"}) in a table of its own.
+type Firewall struct {
+	NFT   []string
+	State string
+}
+
+// ErrNotCutOff is returned by Release for an address not on the list.
+var ErrNotCutOff = errors.New("cutoff: not cut off")
+
+// Block adds addr to the list, then drops its packets to the file-sharing
+// ports. Blocking an address already listed applies it again.
+func (f Firewall) Block(ctx context.Context, addr netip.Addr, incident string) error {
+	addr = addr.Unmap()
+	err := f.edit(func(list []Entry) ([]Entry, error) {
+		if slices.ContainsFunc(list, func(e Entry) bool { return e.Address == addr.String() }) {
+			return list, nil
+		}
+		return append(list, Entry{Address: addr.String(), Since: time.Now().UTC(), Incident: incident}), nil
+	})
+	if err != nil {
+		return err
+	}
+	return f.apply(ctx, []netip.Addr{addr})
+}
+
+// Release takes addr off the list and lets it reach the ports again.
+func (f Firewall) Release(ctx context.Context, addr netip.Addr) error {
+	addr = addr.Unmap()
+	err := f.edit(func(list []Entry) ([]Entry, error) {
+		i := slices.IndexFunc(list, func(e Entry) bool { return e.Address == addr.String() })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNotCutOff, addr)
+		}
+		return slices.Delete(list, i, i+1), nil
+	})
+	if err != nil {
+		return err
+	}
+	// The table or the element may be gone (a reboot before the guard
+	// started again): adding before deleting, in one transaction, makes
+	// the delete succeed either way.
+	script := fmt.Sprintf("add table inet %[1]s\n%[2]s\nadd element inet %[1]s %[3]s { %[4]s }\ndelete element inet %[1]s %[3]s { %[4]s }\n",
+		table, sets, set(addr), addr)
+	return nft.Run(ctx, f.NFT, script)
+}
+
+// List returns the clients cut off.
+func (f Firewall) List() ([]Entry, error) {
+	b, err := statefile.Read(f.State)
+	if err != nil {
+		return nil, fmt.Errorf("cutoff: %w", err)
+	}
+	list, err := ParseState(b)
+	if err != nil {
+		return nil, fmt.Errorf("cutoff: %s: %w", f.State, err)
+	}
+	return list, nil
+}
+
+// Apply enforces the whole list again (the guard does at start: nftables
+// does not outlive a reboot). It returns the list.
+func (f Firewall) Apply(ctx context.Context) ([]Entry, error) {
+	list, err := f.List()
+	if err != nil || len(list) == 0 {
+		return list, err
+	}
+	addrs := make([]netip.Addr, len(list))
+	for i, e := range list {
+		addrs[i] = netip.MustParseAddr(e.Address) // ParseState checked it
+	}
+	return list, f.apply(ctx, addrs)
+}
+
+// sets are the two address sets, made if missing.
+const sets = `add set inet ` + table + ` clients4 { type ipv4_addr; comment "file-server clients cut off by killswitch"; }
+add set inet ` + table + ` clients6 { type ipv6_addr; comment "file-server clients cut off by killswitch"; }`
+
+// apply makes the table, its sets and its rules if missing and adds
+// addrs, in one transaction.
+func (f Firewall) apply(ctx context.Context, addrs []netip.Addr) error {
 	ports := make([]string, len(Ports))
 	for i, p := range Ports {
 		ports[i] = strconv.Itoa(int(p))
 	}
-	script := fmt.Sprintf(`add table inet %[1]s
-add set inet %[1]s clients4 { type ipv4_addr; comment "file-server clients cut off by killswitch"; }
-add set inet %[1]s clients6 { type ipv6_addr; comment "file-server clients cut off by killswitch"; }
+	var b strings.Builder
+	fmt.Fprintf(&b, `add table inet %[1]s
+%[2]s
 add chain inet %[1]s input { type filter hook input priority -10; policy accept; }
 flush chain inet %[1]s input
-add rule inet %[1]s input ip saddr @clients4 tcp dport { %[2]s } drop
-add rule inet %[1]s input ip6 saddr @clients6 tcp dport { %[2]s } drop
-add element inet %[1]s %[3]s { %[4]s }
-`, table, strings.Join(ports, ", "), set(addr), addr.Unmap())
-	return nft.Run(ctx, nftArgv, script)
+add rule inet %[1]s input ip saddr @clients4 tcp dport { %[3]s } drop
+add rule inet %[1]s input ip6 saddr @clients6 tcp dport { %[3]s } drop
+`, table, sets, strings.Join(ports, ", "))
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "add element inet %s %s { %s }\n", table, set(a), a.Unmap())
+	}
+	return nft.Run(ctx, f.NFT, b.String())
 }
 
-// Release lets addr reach the file-sharing ports again.
-func Release(ctx context.Context, nftArgv []string, addr netip.Addr) error {
-	blocked, err := List(ctx, nftArgv)
-	if err != nil {
-		return err
-	}
-	addr = addr.Unmap()
-	for _, b := range blocked {
-		if b == addr {
-			return nft.Run(ctx, nftArgv, fmt.Sprintf("delete element inet %s %s { %s }\n", table, set(addr), addr))
-		}
-	}
-	return fmt.Errorf("cutoff: %s is not cut off", addr)
-}
-
-// List returns the addresses cut off now (none if the table is missing).
-func List(ctx context.Context, nftArgv []string) ([]netip.Addr, error) {
-	var out []netip.Addr
-	for _, s := range []string{"clients4", "clients6"} {
-		data, err := nft.Output(ctx, nftArgv, "-j", "list", "set", "inet", table, s)
+func (f Firewall) edit(change func([]Entry) ([]Entry, error)) error {
+	err := statefile.Edit(f.State, func(cur []byte) ([]byte, error) {
+		list, err := ParseState(cur)
 		if err != nil {
-			if strings.Contains(err.Error(), "No such file or directory") {
-				return nil, nil // never cut anyone off
-			}
+			return nil, fmt.Errorf("%s: %w", f.State, err)
+		}
+		if list, err = change(list); err != nil {
 			return nil, err
 		}
-		addrs, err := parseSet(data)
-		if err != nil {
-			return nil, fmt.Errorf("cutoff: nft -j list set %s: %w", s, err)
+		if list == nil {
+			list = []Entry{}
 		}
-		out = append(out, addrs...)
+		b, err := json.MarshalIndent(state{Version: 1, CutOff: list}, "", "  ")
+		return append(b, '\n'), err
+	})
+	if err != nil && !errors.Is(err, ErrNotCutOff) {
+		return fmt.Errorf("cutoff: %w", err)
 	}
-	return out, nil
+	return err
 }
 
-func set(addr netip.Addr) string {
-	if addr.Unmap().Is4() {
-		return "clients4"
-	}
-	return "clients6"
+type state struct {
+	Version int     `json:"version"`
+	CutOff  []Entry `json:"cut_off"`
 }
 
-// parseSet reads the elements of one set from `nft -j list set` output.
-func parseSet(data []byte) ([]netip.Addr, error) {
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Elem []json.RawMessage `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
+// ParseState decodes the list's file (nil or empty: no one is cut off).
+// Anything it would not write itself is an error.
+func ParseState(b []byte) ([]Entry, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, nil
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, err
+	var st state
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("not a cut-off list: %w", err)
 	}
-	var out []netip.Addr
-	for _, o := range doc.Nftables {
-		if o.Set == nil {
-			continue
+	if st.Version != 1 {
+		return nil, fmt.Errorf("cut-off list version %d (this killswitch reads 1)", st.Version)
+	}
+	seen := map[string]bool{}
+	for _, e := range st.CutOff {
+		a, err := netip.ParseAddr(e.Address)
+		if err != nil || a.Zone() != "" || a.Unmap().String() != e.Address {
+			return nil, fmt.Errorf("cut-off list: %q is not an IP address as killswitch writes one", e.Address)
 		}
-		for _, e := range o.Set.Elem {
-			var s string
-			if err := json.Unmarshal(e, &s); err != nil {
-				return nil, fmt.Errorf("element %s: not an address", e)
-			}
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, a)
+		if seen[e.Address] {
+			return nil, fmt.Errorf("cut-off list: %s listed twice", e.Address)
+		}
+		seen[e.Address] = true
+		if len(e.Incident) > 128 || strings.ContainsFunc(e.Incident, func(r rune) bool { return r < 0x20 || r == 0x7f || r == ' ' }) {
+			return nil, fmt.Errorf("cut-off list: incident id %q", e.Incident)
 		}
 	}
-	return out, nil
+	return st.CutOff, nil
 }
 
 // Serving lists the processes running executable that serve addr, such as
@@ -179,4 +254,11 @@ func Serving(proc, executable string, addr netip.Addr) []int {
 		}
 	}
 	return pids
+}
+
+func set(addr netip.Addr) string {
+	if addr.Unmap().Is4() {
+		return "clients4"
+	}
+	return "clients6"
 }

@@ -2,31 +2,47 @@ package cutoff
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
-func FuzzParseSet(f *testing.F) {
-	f.Add([]byte(`{"nftables": [{"metainfo": {}}, {"set": {"family": "inet", "name": "clients4", "elem": ["10.209.0.1", "10.0.0.7"]}}]}`))
-	f.Add([]byte(`{"nftables": [{"set": {"elem": [{"prefix": {}}]}}]}`))
+func FuzzParseState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"cut_off":[{"address":"198.18.1.1","since":"2026-11-26T03:40:45Z","incident":"ks-20261126T034045-24464"}]}`))
+	f.Add([]byte(`{"version":1,"cut_off":[{"address":"::ffff:10.0.0.1"}]}`))
+	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		addrs, err := parseSet(data)
+		list, err := ParseState(data)
 		if err != nil {
 			return
 		}
-		for _, a := range addrs {
-			if !a.IsValid() {
-				t.Fatalf("accepted an invalid address")
+		seen := map[string]bool{}
+		for _, e := range list {
+			a, err := netip.ParseAddr(e.Address)
+			if err != nil || a.Unmap().String() != e.Address || seen[e.Address] {
+				t.Fatalf("accepted %+v", e)
 			}
+			seen[e.Address] = true
 		}
 	})
+}
+
+func TestParseStateRefuses(t *testing.T) {
+	for _, bad := range []string{`{"version":2,"cut_off":[]}`, `{"version":1,"cut_off":[{"address":"10.0.0.300"}]}`,
+		`{"version":1,"cut_off":[{"address":"::ffff:10.0.0.1"}]}`, `{"version":1,"cut_off":[{"address":"10.0.0.1"},{"address":"10.0.0.1"}]}`,
+		`{"version":1,"cut_off":[{"address":"10.0.0.1","incident":"a b"}]}`, `{"version":1,"cut_off":[],"extra":1}`, `[`} {
+		if _, err := ParseState([]byte(bad)); err == nil {
+			t.Errorf("ParseState(%s) accepted", bad)
+		}
+	}
 }
 
 // TestPeer: the remote address of a real connection to a file-sharing
@@ -81,17 +97,18 @@ func TestBlockAndRelease(t *testing.T) {
 		t.Fatalf("listener in the namespace: %q %v", buf, err)
 	}
 	ctx := context.Background()
-	if l, err := List(ctx, nftArgv); err != nil || len(l) != 0 {
+	fw := Firewall{NFT: nftArgv, State: filepath.Join(t.TempDir(), "cutoff.json")}
+	if l, err := fw.List(); err != nil || len(l) != 0 {
 		t.Fatalf("List before any cut-off = %v, %v", l, err)
 	}
 	cut := netip.MustParseAddr("10.202.0.1")
-	for range 2 { // twice: blocking again must not add rules or fail
-		if err := Block(ctx, nftArgv, cut); err != nil {
+	for range 2 { // twice: blocking again must not add rules, entries, or fail
+		if err := fw.Block(ctx, cut, "ks-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if l, err := List(ctx, nftArgv); err != nil || !slices.Equal(l, []netip.Addr{cut}) {
-		t.Fatalf("List = %v, %v; want [%v]", l, err, cut)
+	if l, err := fw.List(); err != nil || len(l) != 1 || l[0].Address != cut.String() || l[0].Incident != "ks-1" {
+		t.Fatalf("List = %+v, %v; want %v from ks-1", l, err, cut)
 	}
 	if reach("10.202.0.2:445") {
 		t.Error("the cut-off client still connects")
@@ -99,14 +116,34 @@ func TestBlockAndRelease(t *testing.T) {
 	if !reach("10.203.0.2:445") {
 		t.Error("another client was cut off too")
 	}
-	if err := Release(ctx, nftArgv, cut); err != nil {
+	// A reboot empties nftables; the list puts the cut-off back.
+	if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if !reach("10.202.0.2:445") {
+		t.Fatal("the table is gone but the client is still cut off")
+	}
+	if l, err := fw.Apply(ctx); err != nil || len(l) != 1 {
+		t.Fatalf("Apply = %v, %v", l, err)
+	}
+	if reach("10.202.0.2:445") {
+		t.Error("the cut-off was not applied again")
+	}
+	if err := fw.Release(ctx, cut); err != nil {
 		t.Fatal(err)
 	}
 	if !reach("10.202.0.2:445") {
 		t.Error("the released client cannot connect")
 	}
-	if err := Release(ctx, nftArgv, cut); err == nil {
-		t.Error("releasing an address that is not cut off succeeded")
+	if err := fw.Release(ctx, cut); !errors.Is(err, ErrNotCutOff) {
+		t.Errorf("releasing an address that is not cut off: %v", err)
+	}
+	// Released while nftables was empty (after a reboot, before the guard
+	// ran again): the list changes and nft does not fail.
+	fw.Block(ctx, cut, "ks-2")
+	exec.Command("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table).Run()
+	if err := fw.Release(ctx, cut); err != nil {
+		t.Errorf("release with no table: %v", err)
 	}
 }
 

@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	nftArgv := []string{"nft"}
 	if lab != nil {
 		nftArgv = lab.server.Argv("nft") // the cut-off goes into the lab server's firewall
-		cfg.NFT = nftArgv
+		cfg.NFT, cfg.CutOffState = nftArgv, filepath.Join(tmp, "cutoff.json")
 	}
 	gctx, stopGuard := context.WithCancel(ctx)
 	defer stopGuard()
@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var g *guard.Guard
 	var agentDone chan struct{}
 	if o.Hub != nil {
-		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: nftArgv}
+		host := &agent.Host{Exe: o.Exe, Vault: vdir, Hub: o.Hub.URL, NFT: nftArgv, CutOffState: filepath.Join(tmp, "cutoff.json")}
 		// Blocks from the console apply to the corpus's filesystem only:
 		// the drill must not hold the whole machine's executions.
 		blocker, err := execblock.Start(gctx, []string{o.Exe, "execblock", "serve",

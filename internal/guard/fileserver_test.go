@@ -98,11 +98,12 @@ func TestAttackThroughFileServer(t *testing.T) {
 		c.Close()
 		t.Error("the workstation can still connect to the file server")
 	}
-	if l, err := cutoff.List(t.Context(), nftArgv); err != nil || len(l) != 1 || l[0].String() != workstation {
-		t.Errorf("cut off = %v, %v; want [%s]", l, err, workstation)
+	fw := cutoff.Firewall{NFT: nftArgv, State: filepath.Join(filepath.Dir(dir), "cutoff.json")}
+	if l, err := fw.List(); err != nil || len(l) != 1 || l[0].Address != workstation || l[0].Incident != inc.ID {
+		t.Errorf("cut off = %+v, %v; want %s by %s", l, err, workstation, inc.ID)
 	}
 	// Released, it connects again.
-	if err := cutoff.Release(t.Context(), nftArgv, netip.MustParseAddr(workstation)); err != nil {
+	if err := fw.Release(t.Context(), netip.MustParseAddr(workstation)); err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.DialTimeout("tcp", server[0].String()+":445", 5*time.Second)
@@ -142,5 +143,22 @@ func waitIncident(t *testing.T, incidents chan vault.Incident) vault.Incident {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no incident")
 		return vault.Incident{}
+	}
+}
+
+// TestCutOffKeptAcrossRestart: a guard starting with a list of clients
+// cut off (from before a reboot, which emptied nftables) enforces it again.
+func TestCutOffKeptAcrossRestart(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "nft")
+	ns := testenv.Netns(t, 207)
+	nftArgv := []string{"ip", "netns", "exec", ns, "nft"}
+	state := filepath.Join(t.TempDir(), "cutoff.json")
+	os.WriteFile(state, []byte(`{"version":1,"cut_off":[{"address":"10.207.0.1","since":"2026-11-26T03:40:45Z","incident":"ks-1"}]}`), 0o600)
+	_, _, stop := armed(t, func(c *Config) { c.NFT, c.CutOffState = nftArgv, state })
+	defer stop()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "set", "inet", "killswitch_cutoff", "clients4").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "10.207.0.1") {
+		t.Fatalf("after the guard started, the cut-off set is: %v\n%s", err, out)
 	}
 }

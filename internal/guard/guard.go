@@ -50,8 +50,11 @@ type Config struct {
 	// answered by stopping that process and cutting its client off, never
 	// the server. Default: smbd.
 	FileServers []string
-	// NFT is how nft is run to cut a client off (default {"nft"}).
-	NFT []string
+	// NFT is how nft is run to cut a client off (default {"nft"}), and
+	// CutOffState where the list of clients cut off is kept (default: in
+	// the vault's parent folder, beside the blocklist).
+	NFT         []string
+	CutOffState string
 }
 
 // ErrConfig is wrapped by errors in the guard's configuration.
@@ -188,6 +191,9 @@ func (cfg Config) normalized() (Config, error) {
 	if len(cfg.NFT) == 0 {
 		cfg.NFT = []string{"nft"}
 	}
+	if cfg.CutOffState == "" {
+		cfg.CutOffState = filepath.Join(filepath.Dir(vdir), "cutoff.json")
+	}
 	if err := checkPrograms(roots, append([]string{self, cfg.NFT[0]}, cfg.Programs...)); err != nil {
 		return cfg, err
 	}
@@ -246,6 +252,17 @@ func (g *Guard) Run(ctx context.Context) error {
 		return err
 	}
 	go g.vaultLoop()
+	// Clients cut off before a restart or a reboot stay cut off (nftables
+	// did not keep them): the ransomware is still on those machines.
+	if list, err := g.firewall().Apply(ctx); err != nil {
+		g.cfg.Log.Error("re-applying the cut-off of file-server clients", "state", g.cfg.CutOffState, "err", err)
+	} else if len(list) > 0 {
+		addrs := make([]string, len(list))
+		for i, e := range list {
+			addrs[i] = e.Address
+		}
+		g.cfg.Log.Warn("file-server clients still cut off; 'killswitch cutoff release ADDRESS' once each is clean", "clients", addrs)
+	}
 
 	for _, r := range g.cfg.Roots {
 		if err := g.markTree(r); err != nil {

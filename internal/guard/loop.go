@@ -523,7 +523,7 @@ func (g *Guard) stop(d *detector.Decision) {
 	blocked := false
 	if client.IsValid() {
 		cut = make(chan error, 1)
-		go func() { cut <- g.cutOff(client, d.Actor.Executable) }()
+		go func() { cut <- g.cutOff(client, d.Actor.Executable, d.Incident) }()
 	} else if !d.Actor.Server {
 		blocked = g.blockExec(d.Actor.Executable, d.Incident)
 	}
@@ -608,10 +608,10 @@ func (g *Guard) flushIncidents(all bool) {
 // cutOff drops the client's traffic to the file-sharing ports, then
 // stops the server's other processes serving it (the one caught is
 // already stopped). Off the loop: nft takes milliseconds.
-func (g *Guard) cutOff(client netip.Addr, executable string) error {
+func (g *Guard) cutOff(client netip.Addr, executable, incident string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := cutoff.Block(ctx, g.cfg.NFT, client)
+	err := g.firewall().Block(ctx, client, incident)
 	if err != nil {
 		g.cfg.Log.Error("cutting the client off", "client", client, "err", err)
 	} else {
@@ -623,6 +623,10 @@ func (g *Guard) cutOff(client netip.Addr, executable string) error {
 		}
 	}
 	return err
+}
+
+func (g *Guard) firewall() cutoff.Firewall {
+	return cutoff.Firewall{NFT: g.cfg.NFT, State: g.cfg.CutOffState}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
