@@ -376,7 +376,7 @@ func TestConsoleRolesAndAudit(t *testing.T) {
 		}
 	}
 	testenv.WaitFor(t, "the webhook", func() bool { mu.Lock(); defer mu.Unlock(); return len(hooks) == 1 })
-	if text, _ := hooks[0]["text"].(string); !strings.Contains(text, "ks-1") {
+	if text, _ := hooks[0]["text"].(string); !strings.Contains(text, "ks-1") || !strings.Contains(text, "by the client 10.204.0.1") {
 		t.Errorf("webhook text %q", text)
 	}
 	resp, err := insecureClient().Get(h.URL() + "/metrics")

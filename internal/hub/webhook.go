@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/killswitch-dev/killswitch/internal/hub/store"
 )
 
 // webhooks posts each new incident to the configured URL as a
@@ -22,8 +24,17 @@ func (h *Hub) webhooks(ctx context.Context) {
 				continue
 			}
 			what := "ransomware stopped"
-			if inc.Kind == "sinkhole" {
+			switch inc.Kind {
+			case store.KindSinkhole:
 				what = "asked for WannaCry's kill-switch domain (infected)"
+			case store.KindExecBlocked:
+				what = "refused to run a blocked binary"
+			}
+			var body struct {
+				Client string `json:"client"`
+			}
+			if json.Unmarshal(inc.Body, &body) == nil && body.Client != "" {
+				what += ", written through a file share by the client " + body.Client + " (cut off from the share; the ransomware runs there)"
 			}
 			msg, _ := json.Marshal(map[string]any{
 				"text": fmt.Sprintf(":rotating_light: killswitch: %s on host %s (incident %s at %s)", what, inc.HostName, inc.AgentKey, inc.Opened.UTC().Format(time.RFC3339)),
