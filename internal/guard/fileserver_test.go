@@ -162,3 +162,47 @@ func TestCutOffKeptAcrossRestart(t *testing.T) {
 		t.Fatalf("after the guard started, the cut-off set is: %v\n%s", err, out)
 	}
 }
+
+// TestFileServerManyClientsEachEncryptOne: four people each encrypt one
+// file of their own on the share. Each is a person encrypting a file, not
+// an attack, and the main smbd, which serves them all, must not add them
+// up into one (that would stop the server for everyone).
+func TestFileServerManyClientsEachEncryptOne(t *testing.T) {
+	testenv.RequireRoot(t)
+	smbclient := testenv.RequireTool(t, "smbclient")
+	nets := []byte{210, 211, 212, 213}
+	ns := testenv.Netns(t, nets...)
+	var server []netip.Addr
+	for _, b := range nets {
+		server = append(server, netip.AddrFrom4([4]byte{10, b, 0, 2}))
+	}
+	dir, incidents, stop := armed(t)
+	defer stop()
+	for i := range nets {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("own-%d.txt", i)), []byte(original(i)), 0o644)
+	}
+	smb, err := samba.StartFileServer(t.TempDir(), ns, server, samba.Share{Name: "wards", Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer smb.Close()
+	local := t.TempDir()
+	for i, addr := range server {
+		enc := filepath.Join(local, fmt.Sprintf("enc-%d", i))
+		b := make([]byte, 4000)
+		rand.Read(b)
+		os.WriteFile(enc, b, 0o644)
+		put := exec.Command("timeout", "60", smbclient, "//"+addr.String()+"/wards", "-N", "-c", fmt.Sprintf("put %s own-%d.txt", enc, i))
+		if out, err := put.CombinedOutput(); err != nil {
+			t.Fatalf("client %d: %v\n%s", i, err, out)
+		}
+	}
+	select {
+	case inc := <-incidents:
+		t.Fatalf("stopped %s (pid %d) for %d people each encrypting one file: %v", inc.Actor.Executable, inc.Actor.PID, len(nets), inc.Indicators)
+	case <-time.After(time.Second):
+	}
+	if !smb.Running() {
+		t.Fatal("smbd is not running")
+	}
+}
