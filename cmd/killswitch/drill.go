@@ -147,7 +147,11 @@ func printDrill(w io.Writer, r drill.Result, kept bool) {
 		fmt.Fprintf(w, "2. ran the %q ransomware simulator against it\n", r.Profile)
 	}
 	if r.Stopped {
-		fmt.Fprintf(w, "3. STOPPED: the guard froze and killed the simulator %s after its first damaging write\n", r.TimeToStop.Round(time.Millisecond))
+		who := "the simulator"
+		if r.Share != nil {
+			who = "the smbd process serving the workstation"
+		}
+		fmt.Fprintf(w, "3. STOPPED: the guard froze and killed %s %s after its first damaging write\n", who, r.TimeToStop.Round(time.Millisecond))
 		fmt.Fprintf(w, "   files damaged before the stop: %d of %d; files it created (notes, encrypted copies): %d\n", r.Damaged, r.Files, r.AttackerFiles)
 		fmt.Fprintf(w, "   why: %v\n", r.Indicators)
 		fmt.Fprintf(w, "   incident: %s\n", r.Incident)
@@ -158,7 +162,7 @@ func printDrill(w io.Writer, r drill.Result, kept bool) {
 		fmt.Fprintf(w, "3. NOT STOPPED: the simulator ran to the end; %d files damaged\n", r.Damaged)
 	}
 	if s := r.Share; s != nil && r.Stopped {
-		fmt.Fprintf(w, "   stopped: only the smbd process serving %s; the incident blames %s\n", s.Workstation, s.Client)
+		fmt.Fprintf(w, "   only that process was stopped, not the server; the incident names the client %s\n", s.Client)
 		fmt.Fprintf(w, "   workstation cut off from ports 445/139: %v (it tried again and was refused: %v); a colleague still uses the share: %v\n", s.CutOff, s.WorkstationRefused, s.ColleagueServed)
 	}
 	fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s' (through the hub with --hub)\n", r.Incident)
