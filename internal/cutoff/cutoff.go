@@ -29,20 +29,9 @@ var ErrNoClient = errors.New("cutoff: the process serves no remote client")
 // serves, read from its socket descriptors and its network namespace's
 // TCP tables under proc (normally "/proc").
 func Peer(proc string, pid int) (netip.Addr, error) {
-	dir := proc + "/" + strconv.Itoa(pid)
-	inodes := map[uint64]bool{}
-	fds, err := os.ReadDir(dir + "/fd")
+	inodes, err := sockets(proc, pid)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("cutoff: pid %d: %w", pid, err)
-	}
-	for _, fd := range fds {
-		link, err := os.Readlink(dir + "/fd/" + fd.Name())
-		if err != nil || !strings.HasPrefix(link, "socket:[") {
-			continue
-		}
-		if ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64); err == nil {
-			inodes[ino] = true
-		}
 	}
 	conns, err := netns.TCP(proc, pid)
 	if err != nil {
@@ -54,6 +43,26 @@ func Peer(proc string, pid int) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("%w (pid %d)", ErrNoClient, pid)
+}
+
+// sockets are the inodes of pid's socket descriptors.
+func sockets(proc string, pid int) (map[uint64]bool, error) {
+	dir := proc + "/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	inodes := map[uint64]bool{}
+	for _, fd := range fds {
+		link, err := os.Readlink(dir + "/" + fd.Name())
+		if err != nil || !strings.HasPrefix(link, "socket:[") {
+			continue
+		}
+		if ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64); err == nil {
+			inodes[ino] = true
+		}
+	}
+	return inodes, nil
 }
 
 func isSharing(port uint16) bool {
@@ -234,12 +243,15 @@ func ParseState(b []byte) ([]Entry, error) {
 
 // Serving lists the processes running executable that serve addr, such as
 // the other connections one client opened to smbd: a client is cut off
-// from all of them, not just the one caught writing.
+// from all of them, not just the one caught writing. Each network
+// namespace's TCP table is read once, however many processes share it (a
+// busy file server runs one smbd per client).
 func Serving(proc, executable string, addr netip.Addr) []int {
 	ents, err := os.ReadDir(proc)
 	if err != nil {
 		return nil
 	}
+	fromAddr := map[string]map[uint64]bool{} // namespace -> inodes of addr's connections
 	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -249,8 +261,31 @@ func Serving(proc, executable string, addr netip.Addr) []int {
 		if exe, err := os.Readlink(proc + "/" + e.Name() + "/exe"); err != nil || exe != executable {
 			continue
 		}
-		if peer, err := Peer(proc, pid); err == nil && peer == addr {
-			pids = append(pids, pid)
+		ns, err := os.Readlink(proc + "/" + e.Name() + "/ns/net")
+		if err != nil {
+			continue
+		}
+		conns, ok := fromAddr[ns]
+		if !ok {
+			conns = map[uint64]bool{}
+			table, _ := netns.TCP(proc, pid)
+			for _, c := range table {
+				if c.State == netns.Established && isSharing(c.Local.Port()) && c.Remote.Addr().Unmap() == addr {
+					conns[c.Inode] = true
+				}
+			}
+			fromAddr[ns] = conns
+		}
+		if len(conns) == 0 {
+			continue
+		}
+		if inodes, err := sockets(proc, pid); err == nil {
+			for ino := range inodes {
+				if conns[ino] {
+					pids = append(pids, pid)
+					break
+				}
+			}
 		}
 	}
 	return pids

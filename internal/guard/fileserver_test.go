@@ -55,6 +55,22 @@ func TestAttackThroughFileServer(t *testing.T) {
 	}
 	defer smb.Close()
 
+	// The workstation also holds a second, idle session (a mapped drive,
+	// say): cutting it off must end that one too.
+	idle := exec.Command(smbclient, "//"+server[0].String()+"/wards", "-N")
+	idleIn, _ := idle.StdinPipe() // open: the session waits for commands
+	if err := idle.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { idleIn.Close(); idle.Process.Kill(); idle.Wait() }()
+	smbd, _ := exec.LookPath("smbd")
+	if smbd == "" {
+		smbd = "/usr/sbin/smbd"
+	}
+	testenv.WaitFor(t, "the idle session", func() bool {
+		return len(cutoff.Serving("/proc", smbd, netip.MustParseAddr(workstation))) == 1
+	})
+
 	// The workstation overwrites every file with random bytes, one SMB
 	// session, as WannaCry did to the shares it could reach.
 	local := t.TempDir()
@@ -93,6 +109,10 @@ func TestAttackThroughFileServer(t *testing.T) {
 	if out, err := ls.CombinedOutput(); err != nil || !strings.Contains(string(out), "ward-11.txt") {
 		t.Errorf("the colleague at %s cannot use the share: %v\n%s", colleague, err, out)
 	}
+	// No smbd process serves the workstation any more, idle session included.
+	testenv.WaitFor(t, "the idle session to end", func() bool {
+		return len(cutoff.Serving("/proc", smbd, netip.MustParseAddr(workstation))) == 0
+	})
 	// The workstation cannot come back.
 	if c, err := net.DialTimeout("tcp", server[0].String()+":445", 2*time.Second); err == nil {
 		c.Close()
