@@ -28,7 +28,11 @@ func applyConfig(fs *flag.FlagSet, path, positional string) ([]string, error) {
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
 	for _, s := range settings {
 		if fs.Lookup(s.Key) == nil || s.Key == "config" {
-			return nil, fmt.Errorf("%w: %s:%d: unknown key %q (keys are the flags of 'killswitch %s -h', and %q)", errConfig, path, s.Line, s.Key, commandOf(fs), positional)
+			also := ""
+			if positional != "" {
+				also = fmt.Sprintf(", and %q", positional)
+			}
+			return nil, fmt.Errorf("%w: %s:%d: unknown key %q (keys are the flags of 'killswitch %s -h'%s)", errConfig, path, s.Line, s.Key, commandOf(fs), also)
 		}
 		if onCommandLine[s.Key] {
 			continue

@@ -89,3 +89,32 @@ func TestGuardConfigFile(t *testing.T) {
 		}
 	}
 }
+
+// TestHubConfigFile: the hub and its token and user subcommands read one
+// file (the database's password stays out of ps); check config --hub
+// validates it and never prints the password.
+func TestHubConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hub.yaml")
+	os.WriteFile(file, []byte("data: "+filepath.Join(dir, "hub")+"\nlisten: 127.0.0.1:0\nwebhook: https://hooks.example/x\n"), 0o600)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"hub", "token", "--config", file}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "ks1.") {
+		t.Fatalf("hub token --config: %v %q", err, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hub", "hub.db")); err != nil {
+		t.Errorf("the token went elsewhere than the file's data folder: %v", err)
+	}
+	pg := filepath.Join(dir, "pg.yaml")
+	os.WriteFile(pg, []byte("db: postgres://killswitch:s3cret@127.0.0.1:5432/ks\n"), 0o600)
+	out.Reset()
+	if err := run(context.Background(), []string{"check", "config", "--hub", pg}, &out, io.Discard); err != nil || strings.Contains(out.String(), "s3cret") || !strings.Contains(out.String(), "OK") {
+		t.Errorf("check config --hub: %v\n%s", err, out.String())
+	}
+	for _, doc := range []string{"listen: nowhere\n", "db: mysql://x@y/z\n", "webhook: ftp://x\n", "role: responder\n"} {
+		bad := filepath.Join(dir, "bad.yaml")
+		os.WriteFile(bad, []byte(doc), 0o600)
+		if err := run(context.Background(), []string{"check", "config", "--hub", bad}, io.Discard, io.Discard); exitCode(err, io.Discard) != exitUsage {
+			t.Errorf("check config --hub of %q: %v", doc, err)
+		}
+	}
+}

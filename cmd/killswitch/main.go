@@ -77,7 +77,7 @@ Usage:
   killswitch sinkhole [--dns :53] [--http :80] [--answer IP] [--upstream RESOLVER]
   killswitch sinkhole check --resolver ADDR
   killswitch guard    [--vault DIR] [--alerts FILE] [--json] [--config FILE] PATH...
-  killswitch check    config FILE
+  killswitch check    config [--hub] FILE
   killswitch restore  [--vault DIR] --incident ID [--dry-run] [--json] [PATH...]
   killswitch restore  [--vault DIR] --before TIME [--dry-run] [--json] PATH...
   killswitch incidents [--vault DIR] [--json]
