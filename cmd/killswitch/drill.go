@@ -74,7 +74,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			json.NewEncoder(stdout).Encode(res)
 			continue
 		}
-		printDrill(stdout, res, *keep)
+		printDrill(stdout, res, *keep, local != nil)
 	}
 	if local != nil {
 		local.wait(ctx, stdout)
@@ -138,7 +138,7 @@ func (l *localHub) stop() {
 	os.RemoveAll(l.dir)
 }
 
-func printDrill(w io.Writer, r drill.Result, kept bool) {
+func printDrill(w io.Writer, r drill.Result, kept, viaHub bool) {
 	fmt.Fprintf(w, "\n== drill: %s ==\n", r.Profile)
 	fmt.Fprintf(w, "1. made a practice folder of %d files (%s) and armed a guard on it\n", r.Files, r.Dir)
 	if r.Share != nil {
@@ -165,7 +165,14 @@ func printDrill(w io.Writer, r drill.Result, kept bool) {
 		fmt.Fprintf(w, "   only that process was stopped, not the server; the incident names the client %s\n", s.Client)
 		fmt.Fprintf(w, "   workstation cut off from ports 445/139: %v (it tried again and was refused: %v); a colleague still uses the share: %v\n", s.CutOff, s.WorkstationRefused, s.ColleagueServed)
 	}
-	fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s' (through the hub with --hub)\n", r.Incident)
+	switch {
+	case !r.Stopped:
+		fmt.Fprintln(w, "4. restored with 'killswitch restore --before' the attack (a missed attack loses nothing either)")
+	case viaHub:
+		fmt.Fprintf(w, "4. restored incident %s through a restore action queued at the hub, which the guard's agent ran\n", r.Incident)
+	default:
+		fmt.Fprintf(w, "4. restored with 'killswitch restore --incident %s', a process of its own, while the guard ran\n", r.Incident)
+	}
 	fmt.Fprintf(w, "   files still missing or different from their original checksum: %d; attacker files left: %d\n", r.Lost, r.LeftOver)
 	if r.OK() {
 		fmt.Fprintln(w, "RESULT: PASS: attack stopped, every file back byte for byte")
