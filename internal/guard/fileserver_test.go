@@ -226,3 +226,31 @@ func TestFileServerManyClientsEachEncryptOne(t *testing.T) {
 		t.Fatal("smbd is not running")
 	}
 }
+
+// TestFakeFileServerName: ransomware that runs each file's encryption in
+// a child it calls smbd must not hide behind the file-server rule (which
+// stops scoring at a server's process): a process is a file server's only
+// if it holds a connection accepted on a file-sharing port.
+func TestFakeFileServerName(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "openssl")
+	dir, incidents, stop := armed(t)
+	defer stop()
+	for i := range 12 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("ward-%02d.txt", i)), []byte(original(i)), 0o644)
+	}
+	fake := filepath.Join(t.TempDir(), "smbd")
+	sh, _ := os.ReadFile("/bin/sh")
+	if err := os.WriteFile(fake, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `for f in *.txt; do "$FAKE" -c "openssl enc -aes-256-cbc -pbkdf2 -pass pass:x -in '$f' -out '$f.tmp' && mv '$f.tmp' '$f'"; done`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "FAKE="+fake)
+	cmd.Run()
+	inc := waitIncident(t, incidents)
+	t.Logf("incident %s: actor %s (server %v), %d damaged", inc.ID, inc.Actor.Executable, inc.Actor.Server, len(inc.Damaged))
+	if inc.Actor.Server || inc.Client != "" {
+		t.Errorf("a process named smbd with no client was taken for a file server: %+v", inc.Actor)
+	}
+}

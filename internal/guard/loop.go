@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/killswitch-dev/killswitch/internal/actor"
 	"github.com/killswitch-dev/killswitch/internal/alert"
 	"github.com/killswitch-dev/killswitch/internal/content"
 	"github.com/killswitch-dev/killswitch/internal/cutoff"
@@ -332,11 +333,35 @@ func (g *Guard) lineage(pid int) []detector.Actor {
 	infos := g.actors.Lineage(pid)
 	out := make([]detector.Actor, len(infos))
 	for i, in := range infos {
-		out[i] = detector.Actor{ID: in.ID.String(), PID: in.PID, Executable: in.Executable,
-			Server: slices.Contains(g.cfg.FileServers, filepath.Base(in.Executable))}
+		out[i] = detector.Actor{ID: in.ID.String(), PID: in.PID, Executable: in.Executable, Server: g.isServer(in)}
 	}
 	return out
 }
+
+// isServer reports whether a process is a file server's, serving a remote
+// client: named in FileServers and holding a connection accepted on a
+// file-sharing port. The name alone is not enough: ransomware that ran
+// each file's encryption in a child it called smbd would stop its own
+// process from being scored. Binding port 445 or 139 takes privilege.
+// Decided once per process.
+func (g *Guard) isServer(in actor.Info) bool {
+	if !slices.Contains(g.cfg.FileServers, filepath.Base(in.Executable)) {
+		return false
+	}
+	id := in.ID.String()
+	if v, ok := g.servers[id]; ok {
+		return v
+	}
+	_, err := cutoff.Peer("/proc", in.PID)
+	if len(g.servers) >= maxServers {
+		clear(g.servers)
+	}
+	g.servers[id] = err == nil
+	return err == nil
+}
+
+// maxServers bounds the server verdicts kept (one per process seen).
+const maxServers = 4096
 
 // handleDirent keeps the tree and the vault's names in step with the
 // filesystem and reports deletions and renames to the detector.
