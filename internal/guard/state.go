@@ -4,7 +4,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -58,16 +57,6 @@ func (t *tree) remove(dir string) {
 			delete(t.byKey, key)
 		}
 	}
-}
-
-func (t *tree) dirs() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]string, 0, len(t.byDir))
-	for d := range t.byDir {
-		out = append(out, d)
-	}
-	return out
 }
 
 func (t *tree) has(dir string) bool {
@@ -228,8 +217,6 @@ func newWaker() (*waker, error) {
 func (w *waker) Wake()   { w.w.Write([]byte{1}) }
 func (w *waker) fd() int { return int(w.r.Fd()) }
 func (w *waker) Close()  { w.r.Close(); w.w.Close() }
-
-func mtimeOf(st *unix.Stat_t) time.Time { return time.Unix(0, st.Mtim.Nano()) }
 
 func fstat(fd int) (*unix.Stat_t, error) {
 	var st unix.Stat_t

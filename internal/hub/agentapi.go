@@ -108,8 +108,6 @@ func (h *Hub) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, EnrolResponse{HostID: hostID, Cert: string(certPEM), CA: string(h.CA.PEM)})
 }
 
-type hostKey struct{}
-
 // agent admits a request only with a valid client certificate of a known,
 // unrevoked host, within the host's rate limit.
 func (h *Hub) agent(next func(http.ResponseWriter, *http.Request, store.Host)) http.HandlerFunc {
