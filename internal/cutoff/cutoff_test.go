@@ -12,6 +12,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/killswitch-dev/killswitch/internal/netns"
 	"github.com/killswitch-dev/killswitch/internal/testenv"
 )
 
@@ -74,6 +75,28 @@ func TestPeer(t *testing.T) {
 	self, _ := os.Executable()
 	if pids := Serving("/proc", self, got); !slices.Contains(pids, os.Getpid()) {
 		t.Errorf("Serving = %v, want this process", pids)
+	}
+}
+
+// TestPeerIPv6: a client connected over IPv6 is found as such.
+func TestPeerIPv6(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:139")
+	if err != nil {
+		testenv.Skip(t, "cannot listen on [::1]:139: "+err.Error())
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := Peer("/proc", os.Getpid()); err != nil || got != netip.IPv6Loopback() {
+		t.Fatalf("Peer = %v, %v; want ::1", got, err)
 	}
 }
 
@@ -144,6 +167,45 @@ func TestBlockAndRelease(t *testing.T) {
 	exec.Command("ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table).Run()
 	if err := fw.Release(ctx, cut); err != nil {
 		t.Errorf("release with no table: %v", err)
+	}
+}
+
+// TestBlockIPv6: a client with an IPv6 address is cut off by the IPv6 set.
+func TestBlockIPv6(t *testing.T) {
+	testenv.RequireTool(t, "nft")
+	testenv.RequireRoot(t)
+	ns, err := netns.New("ks6-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	client, server, err := netns.Link(nil, ns, netip.MustParsePrefix("fd00:4b53:208::/64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestHelperListener$")
+	ln.Env = append(os.Environ(), "CUTOFF_TEST_LISTEN=1")
+	out, _ := ln.StdoutPipe()
+	if err := ln.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ln.Process.Kill(); ln.Wait() }()
+	if _, err := io.ReadFull(out, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	target := netip.AddrPortFrom(server, 445).String()
+	if !reach(target) {
+		t.Fatalf("%s not reachable before the cut-off", target)
+	}
+	fw := Firewall{NFT: ns.Argv("nft"), State: filepath.Join(t.TempDir(), "cutoff.json")}
+	if err := fw.Block(context.Background(), client, "ks-6"); err != nil {
+		t.Fatal(err)
+	}
+	if reach(target) {
+		t.Errorf("%s still connects after being cut off", client)
+	}
+	if err := fw.Release(context.Background(), client); err != nil || !reach(target) {
+		t.Errorf("after release: %v, reachable %v", err, reach(target))
 	}
 }
 

@@ -47,8 +47,8 @@ func (n *NS) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command(argv[0], argv[1:]...)
 }
 
-// Link joins a and b (either may be nil: this namespace) with a veth pair
-// on subnet: a gets its first address, b its second. b must not be nil.
+// Link joins a and b (a may be nil: this namespace) with a veth pair on
+// subnet, IPv4 or IPv6: a gets its first address, b its second.
 func Link(a, b *NS, subnet netip.Prefix) (aAddr, bAddr netip.Addr, err error) {
 	if b == nil {
 		return aAddr, bAddr, fmt.Errorf("netns: Link needs a namespace on its b side")
@@ -65,11 +65,15 @@ func Link(a, b *NS, subnet netip.Prefix) (aAddr, bAddr netip.Addr, err error) {
 	if a != nil {
 		add = append(add, "netns", a.Name)
 	}
+	var nodad []string
+	if subnet.Addr().Is6() {
+		nodad = []string{"nodad"} // usable at once, not after duplicate detection
+	}
 	steps := [][]string{
 		append(add, "type", "veth", "peer", "name", in, "netns", b.Name),
-		a.ipArgs("addr", "add", aAddr.String()+bits, "dev", out),
+		append(a.ipArgs("addr", "add", aAddr.String()+bits, "dev", out), nodad...),
 		a.ipArgs("link", "set", out, "up"),
-		b.ipArgs("addr", "add", bAddr.String()+bits, "dev", in),
+		append(b.ipArgs("addr", "add", bAddr.String()+bits, "dev", in), nodad...),
 		b.ipArgs("link", "set", in, "up"),
 	}
 	for _, s := range steps {
