@@ -7,11 +7,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/killswitch-dev/killswitch/internal/agent"
 	"github.com/killswitch-dev/killswitch/internal/alert"
@@ -24,11 +29,11 @@ import (
 // guardFlags are the guard's settings, from its command line and the
 // YAML file named by --config (whose keys are these flags' names).
 type guardFlags struct {
-	config, vaultDir, alerts, cpuProfile, blocklist, execMounts, fileServers, cutOffState *string
-	jsonLogs, blockExec                                                                   *bool
-	isolateTimeout                                                                        *time.Duration
-	hub                                                                                   agentFlags
-	roots                                                                                 []string
+	config, vaultDir, alerts, cpuProfile, blocklist, execMounts, fileServers, cutOffState, metrics *string
+	jsonLogs, blockExec                                                                            *bool
+	isolateTimeout                                                                                 *time.Duration
+	hub                                                                                            agentFlags
+	roots                                                                                          []string
 }
 
 func newGuardFlags(stderr io.Writer) (*flag.FlagSet, *guardFlags) {
@@ -44,6 +49,7 @@ func newGuardFlags(stderr io.Writer) (*flag.FlagSet, *guardFlags) {
 		isolateTimeout: fs.Duration("isolate-timeout", 10*time.Minute, "undo an isolation when the hub has been unreachable this long"),
 		blocklist:      fs.String("blocklist", defaultBlocklist, "binaries this host refuses to run, by SHA-256 (kept from the hub's block-hash actions)"),
 		execMounts:     fs.String("exec-mounts", "", "comma-separated paths whose filesystems the blocklist covers (default: every local filesystem)"),
+		metrics:        fs.String("metrics", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; off by default)"),
 		cutOffState:    fs.String("cutoff-state", defaultCutOff, "file-server clients cut off after an attack through a share, kept across restarts"),
 		fileServers:    fs.String("file-servers", "smbd", "comma-separated executable names that write for remote clients, one process each: an attack through one cuts its client off instead of stopping the server ('' for none)"),
 	}
@@ -165,7 +171,31 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if g, err = guard.New(cfg); err != nil {
 		return err
 	}
+	if *o.metrics != "" {
+		stop, err := serveMetrics(*o.metrics, g, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return g.Run(ctx)
+}
+
+// serveMetrics serves the guard's counters, its permission-path latency
+// and the process's own figures for Prometheus at http://ADDR/metrics.
+func serveMetrics(addr string, g *guard.Guard, log *slog.Logger) (stop func(), err error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(g.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	log.Info("metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return func() { srv.Close() }, nil
 }
 
 // execBlockedIncident is how the hub shows a refused execution: an

@@ -21,6 +21,13 @@ import (
 // incidents; opts adjust its configuration.
 func armed(t *testing.T, opts ...func(*Config)) (dir string, incidents chan vault.Incident, stop func() Stats) {
 	t.Helper()
+	_, dir, incidents, stop = armedGuard(t, opts...)
+	return dir, incidents, stop
+}
+
+// armedGuard is armed, with the running guard.
+func armedGuard(t *testing.T, opts ...func(*Config)) (g *Guard, dir string, incidents chan vault.Incident, stop func() Stats) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	base := t.TempDir()
 	dir = filepath.Join(base, "protected")
@@ -45,7 +52,7 @@ func armed(t *testing.T, opts ...func(*Config)) (dir string, incidents chan vaul
 	case err := <-done:
 		t.Fatalf("guard did not arm: %v", err)
 	}
-	return dir, incidents, func() Stats {
+	return g, dir, incidents, func() Stats {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("guard: %v", err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/killswitch-dev/killswitch/internal/actor"
@@ -84,6 +85,8 @@ type Guard struct {
 	hotUntil  time.Time              // findings seen recently: no new ignore marks
 	pending   []pendingIncident
 	stats     Stats
+	published atomic.Pointer[Stats] // stats as of the loop's last pass, for Snapshot
+	metrics   *metrics
 	latencies []time.Duration // permission-path decision times (sampled)
 	snapshots chan snapJob
 	// Versions just preserved, whose files the loop may ignore until they
@@ -133,7 +136,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Detector = detector.DefaultConfig()
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
-		frozen: map[int]detector.Actor{}, servers: map[string]bool{}, ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
+		frozen: map[int]detector.Actor{}, servers: map[string]bool{}, metrics: newMetrics(), ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
 		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), toIgnore: make(chan ignoreJob, 1024)}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {
@@ -356,6 +359,15 @@ func (g *Guard) markDir(p string) error {
 
 // Stats returns counters (call after Run returns).
 func (g *Guard) Stats() Stats { return g.stats }
+
+// Snapshot returns the counters as of the event loop's last pass (at most
+// 100 ms old); unlike Stats, it may be called while the guard runs.
+func (g *Guard) Snapshot() Stats {
+	if s := g.published.Load(); s != nil {
+		return *s
+	}
+	return Stats{}
+}
 
 // Latencies returns sampled permission-path decision times.
 func (g *Guard) Latencies() []time.Duration { return g.latencies }

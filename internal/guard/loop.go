@@ -70,6 +70,10 @@ func (g *Guard) loop(ctx context.Context, wake *waker) error {
 		evsD = g.drainDirent(bufD, evsD)
 		g.flushIncidents(false)
 		g.placeIgnoreMarks()
+		if s := g.published.Load(); s == nil || *s != g.stats {
+			snap := g.stats
+			g.published.Store(&snap)
+		}
 	}
 }
 
@@ -135,8 +139,10 @@ func (g *Guard) handlePerm(ev *fanotify.Event) {
 		if err := g.perm.Respond(int(ev.Fd), allow); err != nil {
 			g.cfg.Log.Error("answering permission event", "err", err)
 		}
+		took := time.Since(start)
+		g.metrics.permLatency.Observe(took.Seconds())
 		if len(g.latencies) < maxLatencySamples {
-			g.latencies = append(g.latencies, time.Since(start))
+			g.latencies = append(g.latencies, took)
 		}
 		g.stats.PermEvents++
 	}
