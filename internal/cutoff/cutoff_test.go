@@ -47,56 +47,42 @@ func TestParseStateRefuses(t *testing.T) {
 }
 
 // TestPeer: the remote address of a real connection to a file-sharing
-// port, found from this process's own sockets.
+// port, found from this process's own sockets, over IPv4 and IPv6.
 func TestPeer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.77.0.1:445")
-	if err != nil {
-		testenv.Skip(t, "cannot listen on port 445: "+err.Error())
-	}
-	defer l.Close()
-	if _, err := Peer("/proc", os.Getpid()); err == nil {
-		t.Fatal("a listening socket was taken for a client")
-	}
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.77.0.2")}}
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	got, err := Peer("/proc", os.Getpid())
-	if err != nil || got != netip.MustParseAddr("127.77.0.2") {
-		t.Fatalf("Peer = %v, %v; want 127.77.0.2", got, err)
-	}
-	self, _ := os.Executable()
-	if pids := Serving("/proc", self, got); !slices.Contains(pids, os.Getpid()) {
-		t.Errorf("Serving = %v, want this process", pids)
-	}
-}
-
-// TestPeerIPv6: a client connected over IPv6 is found as such.
-func TestPeerIPv6(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:139")
-	if err != nil {
-		testenv.Skip(t, "cannot listen on [::1]:139: "+err.Error())
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if got, err := Peer("/proc", os.Getpid()); err != nil || got != netip.IPv6Loopback() {
-		t.Fatalf("Peer = %v, %v; want ::1", got, err)
+	for _, tc := range []struct{ listen, from, want string }{
+		{"127.77.0.1:445", "127.77.0.2", "127.77.0.2"},
+		{"[::1]:139", "::1", "::1"},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			l, err := net.Listen("tcp", tc.listen)
+			if err != nil {
+				testenv.Skip(t, "cannot listen on "+tc.listen+": "+err.Error())
+			}
+			defer l.Close()
+			if _, err := Peer("/proc", os.Getpid()); err == nil {
+				t.Fatal("a listening socket was taken for a client")
+			}
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.from)}}
+			c, err := d.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			want := netip.MustParseAddr(tc.want)
+			got, err := Peer("/proc", os.Getpid())
+			if err != nil || got != want {
+				t.Fatalf("Peer = %v, %v; want %v", got, err, want)
+			}
+			self, _ := os.Executable()
+			if pids := Serving("/proc", self, got); !slices.Contains(pids, os.Getpid()) {
+				t.Errorf("Serving = %v, want this process", pids)
+			}
+		})
 	}
 }
 
@@ -107,18 +93,7 @@ func TestBlockAndRelease(t *testing.T) {
 	testenv.RequireTool(t, "nft")
 	ns := testenv.Netns(t, 202, 203)
 	nftArgv := []string{"ip", "netns", "exec", ns, "nft"}
-	// A listener on 445 inside the namespace: this test binary again.
-	ln := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperListener$")
-	ln.Env = append(os.Environ(), "CUTOFF_TEST_LISTEN=1")
-	out, _ := ln.StdoutPipe()
-	if err := ln.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ln.Process.Kill(); ln.Wait() }()
-	buf := make([]byte, 3)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "up\n" {
-		t.Fatalf("listener in the namespace: %q %v", buf, err)
-	}
+	listen445(t, ns)
 	ctx := context.Background()
 	fw := Firewall{NFT: nftArgv, State: filepath.Join(t.TempDir(), "cutoff.json")}
 	if l, err := fw.List(); err != nil || len(l) != 0 {
@@ -183,16 +158,7 @@ func TestBlockIPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := exec.Command("ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestHelperListener$")
-	ln.Env = append(os.Environ(), "CUTOFF_TEST_LISTEN=1")
-	out, _ := ln.StdoutPipe()
-	if err := ln.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ln.Process.Kill(); ln.Wait() }()
-	if _, err := io.ReadFull(out, make([]byte, 3)); err != nil {
-		t.Fatal(err)
-	}
+	listen445(t, ns.Name)
 	target := netip.AddrPortFrom(server, 445).String()
 	if !reach(target) {
 		t.Fatalf("%s not reachable before the cut-off", target)
@@ -206,6 +172,23 @@ func TestBlockIPv6(t *testing.T) {
 	}
 	if err := fw.Release(context.Background(), client); err != nil || !reach(target) {
 		t.Errorf("after release: %v, reachable %v", err, reach(target))
+	}
+}
+
+// listen445 runs a listener on port 445 inside namespace ns (this test
+// binary again, as TestHelperListener) until the test ends.
+func listen445(t *testing.T, ns string) {
+	t.Helper()
+	ln := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestHelperListener$")
+	ln.Env = append(os.Environ(), "CUTOFF_TEST_LISTEN=1")
+	out, _ := ln.StdoutPipe()
+	if err := ln.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Process.Kill(); ln.Wait() })
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "up\n" {
+		t.Fatalf("listener in the namespace: %q %v", buf, err)
 	}
 }
 
