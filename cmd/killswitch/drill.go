@@ -91,8 +91,7 @@ type localHub struct {
 	h        *hub.Hub
 	dir      string
 	password string
-	cancel   context.CancelFunc
-	done     chan error
+	stopHub  func() error
 }
 
 func startLocalHub(ctx context.Context, stderr io.Writer) (*localHub, error) {
@@ -104,13 +103,11 @@ func startLocalHub(ctx context.Context, stderr io.Writer) (*localHub, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &localHub{h: h, dir: dir, password: store.NewID()[:16], done: make(chan error, 1)}
+	l := &localHub{h: h, dir: dir, password: store.NewID()[:16]}
 	if err := h.AddUser(ctx, "drill", l.password, hub.RoleResponder); err != nil {
 		return nil, err
 	}
-	hctx, cancel := context.WithCancel(context.Background())
-	l.cancel = cancel
-	go func() { l.done <- h.Serve(hctx) }()
+	l.stopHub = h.Start()
 	fmt.Fprintf(stderr, "hub: console at %s/ (user drill, password %s)\n", h.URL(), l.password)
 	return l, nil
 }
@@ -133,8 +130,7 @@ func (l *localHub) wait(ctx context.Context, w io.Writer) {
 }
 
 func (l *localHub) stop() {
-	l.cancel()
-	<-l.done
+	l.stopHub()
 	os.RemoveAll(l.dir)
 }
 

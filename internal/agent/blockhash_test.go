@@ -55,10 +55,7 @@ func TestBlockHashFleetWide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hctx, stopHub := context.WithCancel(ctx)
-	hubDone := make(chan error, 1)
-	go func() { hubDone <- h.Serve(hctx) }()
-	defer func() { stopHub(); <-hubDone }()
+	defer h.Start()()
 	h.AddUser(ctx, "rita", "responder password 1", hub.RoleResponder)
 	tok, _ := h.NewToken(ctx, time.Hour)
 

@@ -34,10 +34,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hctx, stopHub := context.WithCancel(ctx)
-	hubDone := make(chan error, 1)
-	go func() { hubDone <- h.Serve(hctx) }()
-	defer func() { stopHub(); <-hubDone }()
+	defer h.Start()()
 	const user, password = "rita", "responder password 1"
 	if err := h.AddUser(ctx, user, password, hub.RoleResponder); err != nil {
 		t.Fatal(err)

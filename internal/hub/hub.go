@@ -153,6 +153,15 @@ func (h *Hub) Addr() string { return h.ln.Addr().String() }
 // URL is https://ADDR.
 func (h *Hub) URL() string { return "https://" + h.Addr() }
 
+// Start serves in the background (drills, tests) until stop is called,
+// which returns what Serve returned. stop may be called more than once.
+func (h *Hub) Start() (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Serve(ctx) }()
+	return sync.OnceValue(func() error { cancel(); return <-done })
+}
+
 // Serve runs until ctx ends.
 func (h *Hub) Serve(ctx context.Context) error {
 	h.wg.Add(3)

@@ -34,9 +34,8 @@ func TestMain(m *testing.M) {
 
 type testHub struct {
 	*hub.Hub
-	dir    string
-	cancel context.CancelFunc
-	done   chan error
+	dir  string
+	stop func() error
 }
 
 func startHub(t *testing.T, dir, listen string, cfg hub.Config) *testHub {
@@ -47,19 +46,9 @@ func startHub(t *testing.T, dir, listen string, cfg hub.Config) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	th := &testHub{Hub: h, dir: dir, cancel: cancel, done: make(chan error, 1)}
-	go func() { th.done <- h.Serve(ctx) }()
-	t.Cleanup(th.stop)
+	th := &testHub{Hub: h, dir: dir, stop: h.Start()}
+	t.Cleanup(func() { th.stop() })
 	return th
-}
-
-func (th *testHub) stop() {
-	if th.cancel != nil {
-		th.cancel()
-		<-th.done
-		th.cancel = nil
-	}
 }
 
 func token(t *testing.T, h *testHub) string {
