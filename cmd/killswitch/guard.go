@@ -82,11 +82,9 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := o.parse(fs, args); err != nil {
 		return err
 	}
-	vaultDir, alerts, jsonLogs, blockExec, cpuProfile := o.vaultDir, o.alerts, o.jsonLogs, o.blockExec, o.cpuProfile
-	hubFlags, isolateTimeout, blocklist, execMounts, fileServers := o.hub, o.isolateTimeout, o.blocklist, o.execMounts, o.fileServers
-	log := newLogger(stderr, *jsonLogs)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	log := newLogger(stderr, *o.jsonLogs)
+	if *o.cpuProfile != "" {
+		f, err := os.Create(*o.cpuProfile)
 		if err != nil {
 			return fmt.Errorf("cpuprofile: %w", err)
 		}
@@ -97,27 +95,27 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	var aw io.Writer = stdout
-	if *alerts != "-" {
-		f, err := os.OpenFile(*alerts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if *o.alerts != "-" {
+		f, err := os.OpenFile(*o.alerts, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 		if err != nil {
 			return fmt.Errorf("alerts: %w", err)
 		}
 		defer f.Close()
 		aw = f
 	}
-	cfg := guard.Config{Roots: o.roots, VaultDir: *vaultDir, Alerts: alert.NewWriter(aw), Log: log,
-		Progress: stderr, BlockExec: *blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*fileServers), CutOffState: *o.cutOffState}
+	cfg := guard.Config{Roots: o.roots, VaultDir: *o.vaultDir, Alerts: alert.NewWriter(aw), Log: log,
+		Progress: stderr, BlockExec: *o.blockExec, Ready: func() { notifyReady(log) }, FileServers: splitList(*o.fileServers), CutOffState: *o.cutOffState}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	host := &agent.Host{Exe: exe, Vault: *vaultDir, Hub: *hubFlags.hub, NFT: []string{"nft"}, CutOffState: *o.cutOffState}
+	host := &agent.Host{Exe: exe, Vault: *o.vaultDir, Hub: *o.hub.hub, NFT: []string{"nft"}, CutOffState: *o.cutOffState}
 	cfg.Programs = host.NFT[:1]
 	// Bad folders are refused before enrolment spends its one-time token.
 	if err := guard.Check(cfg); err != nil {
 		return err
 	}
-	ag, err := hubFlags.open(ctx, host, log)
+	ag, err := o.hub.open(ctx, host, log)
 	if err != nil {
 		return err
 	}
@@ -126,11 +124,11 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Executions are refused by a process of its own (see
 	// internal/execblock): for --block-exec, for the hub's block-hash
 	// actions, and for a list kept from before.
-	if _, err := os.Stat(*blocklist); *blockExec || ag != nil || err == nil {
+	if _, err := os.Stat(*o.blocklist); *o.blockExec || ag != nil || err == nil {
 		bctx, stop := context.WithCancel(ctx)
-		argv := []string{exe, "execblock", "serve", "--state", *blocklist}
-		if *execMounts != "" {
-			argv = append(argv, "--mounts", *execMounts)
+		argv := []string{exe, "execblock", "serve", "--state", *o.blocklist}
+		if *o.execMounts != "" {
+			argv = append(argv, "--mounts", *o.execMounts)
 		}
 		onDeny := func(d execblock.Denial) {}
 		if ag != nil {
@@ -164,7 +162,7 @@ func runGuard(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() { defer wg.Done(); ag.Run(actx) }()
 		go func() {
 			defer wg.Done()
-			host.Watch(actx, ag.LastContact, *isolateTimeout, func() { log.Warn("hub unreachable: isolation undone") })
+			host.Watch(actx, ag.LastContact, *o.isolateTimeout, func() { log.Warn("hub unreachable: isolation undone") })
 		}()
 		log.Info("reporting to the hub", "hub", ag.Hub(), "host_id", ag.HostID())
 	}
