@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +82,7 @@ type Guard struct {
 
 	// Loop-owned state (no locking: only the loop touches it).
 	frozen    map[int]detector.Actor // pid -> the stopped actor it belongs to: its opens are denied
-	servers   map[string]bool        // actor id -> a file server's process serving a client (see isServer)
+	servers   map[string]netip.Addr  // actor id -> the client a file server's process serves (see isServer)
 	hotUntil  time.Time              // findings seen recently: no new ignore marks
 	pending   []pendingIncident
 	stats     Stats
@@ -136,7 +137,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Detector = detector.DefaultConfig()
 	}
 	g := &Guard{cfg: cfg, self: os.Getpid(), actors: actor.NewCache("/proc"),
-		frozen: map[int]detector.Actor{}, servers: map[string]bool{}, metrics: newMetrics(), ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
+		frozen: map[int]detector.Actor{}, servers: map[string]netip.Addr{}, metrics: newMetrics(), ignored: map[fileKey]string{}, protected: map[int]bool{1: true},
 		tree: newTree(), files: newFileTable(), snapshots: make(chan snapJob, 1024), toIgnore: make(chan ignoreJob, 1024)}
 	g.selfExe, _ = os.Executable()
 	for _, a := range g.actors.Lineage(g.self) {

@@ -354,16 +354,21 @@ func (g *Guard) isServer(in actor.Info) bool {
 	if !slices.Contains(g.cfg.FileServers, filepath.Base(in.Executable)) {
 		return false
 	}
-	id := in.ID.String()
-	if v, ok := g.servers[id]; ok {
-		return v
+	return g.clientOf(in.ID.String(), in.PID).IsValid()
+}
+
+// clientOf is the remote client a process serves (invalid for none),
+// looked up once per process: stop cuts that client off.
+func (g *Guard) clientOf(id string, pid int) netip.Addr {
+	if addr, ok := g.servers[id]; ok {
+		return addr
 	}
-	_, err := cutoff.Peer("/proc", in.PID)
+	addr, _ := cutoff.Peer("/proc", pid)
 	if len(g.servers) >= maxServers {
 		clear(g.servers)
 	}
-	g.servers[id] = err == nil
-	return err == nil
+	g.servers[id] = addr
+	return addr
 }
 
 // maxServers bounds the server verdicts kept (one per process seen).
@@ -518,9 +523,8 @@ func (g *Guard) stop(d *detector.Decision) {
 	var client netip.Addr
 	var cut chan error
 	if d.Actor.Server {
-		var err error
-		if client, err = cutoff.Peer("/proc", d.Actor.PID); err != nil {
-			g.cfg.Log.Error("the client of the stopped file-server process is unknown; it is not cut off", "pid", d.Actor.PID, "err", err)
+		if client = g.clientOf(d.Actor.ID, d.Actor.PID); !client.IsValid() {
+			g.cfg.Log.Error("the client of the stopped file-server process is unknown; it is not cut off", "pid", d.Actor.PID)
 		}
 	}
 	pids, err := g.resp.Freeze(d.Actor.PID)
